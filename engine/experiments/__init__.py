@@ -1,0 +1,54 @@
+"""Registry of experiments: one module per setting of the paper, imported only when used.
+
+Each module defines `TITLE`, a `Config` (engine.config.Config), `PRESETS` (name -> Preset, the
+first is the default), `run(config, rec, workdir)` and optionally `lane(config)` ('quick' jobs
+run at once in their own thread, 'long' jobs queue one at a time, e.g. on the one GPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from engine.config import Config
+
+MODULES = {
+    "bouncing": "engine.experiments.bouncing",
+    "diagonal": "engine.experiments.diagonal",
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named config that reproduces one figure of the paper."""
+
+    config: Config
+    description: str
+
+
+def names() -> list[str]:
+    """Names of all experiments."""
+    return list(MODULES)
+
+
+def get(name: str) -> ModuleType:
+    """The experiment module called `name`; ValueError for an unknown name."""
+    if name not in MODULES:
+        raise ValueError(f"unknown experiment {name!r}: expected one of {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[name])
+
+
+def preset(name: str, preset_name: str | None = None) -> tuple[str, Config]:
+    """(preset name, config) of an experiment's preset (its default when None)."""
+    module = get(name)
+    preset_name = preset_name or next(iter(module.PRESETS))
+    if preset_name not in module.PRESETS:
+        raise ValueError(f"unknown preset {preset_name!r} for {name}: expected one of {', '.join(module.PRESETS)}")
+    return preset_name, module.PRESETS[preset_name].config
+
+
+def lane(name: str, config: Config) -> str:
+    """'quick' or 'long' (queued one at a time)."""
+    module = get(name)
+    return module.lane(config) if hasattr(module, "lane") else "quick"
