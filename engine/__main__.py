@@ -33,15 +33,6 @@ def cmd_list() -> int:
     return 0
 
 
-def export(view: dict) -> dict:
-    """The JSON contract of DESIGN.md from a job's record."""
-    runs = [dict(name=r["name"], label=r["label"], seed=r["seed"], status=r["status"], message=r["message"],
-                 config=r["config"], final=r["final"], history=r["history"], snapshots=r["snapshots"])
-            for r in view["runs"]]
-    return dict(experiment=view["experiment"], preset=view.get("preset"), status=view["status"],
-                config=view["config"], runs=runs, extras=view.get("extras", {}))
-
-
 def summary_table(view: dict) -> str:
     """Runs x final metrics as an aligned text table."""
     metrics = []
@@ -64,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine import experiments
     from engine.config import with_settings
     from engine.jobs import JobManager
+    from engine.recording import export
     from engine.store import Store
 
     preset_name, config = experiments.preset(args.experiment, args.preset)

@@ -129,3 +129,13 @@ class Recorder:
         rec = cls(result["experiment"], result["config"], result.get("preset"))
         rec.data = copy.deepcopy(result)
         return rec
+
+
+def export(view: dict) -> dict:
+    """The JSON contract of DESIGN.md from a job's record: {"experiment", "preset", "runs": [{"name",
+    "status", "config", "final", "history", ...}], ...}."""
+    runs = [dict(name=r["name"], label=r["label"], seed=r["seed"], status=r["status"], message=r["message"],
+                 config=r["config"], final=r["final"], history=r["history"], snapshots=r["snapshots"])
+            for r in view["runs"]]
+    return dict(experiment=view["experiment"], preset=view.get("preset"), status=view["status"],
+                config=view["config"], runs=runs, extras=view.get("extras", {}))

@@ -121,7 +121,7 @@ def bifurcation(c: BouncingConfig, count: int = 200, keep: int = 48) -> dict:
     """Long-run theta (after burn-in) for `count` step sizes across and beyond the Prop. 3 interval,
     for SGD and GD, vectorized over the step sizes."""
     lo, hi = prop3_interval(c)
-    etas = np.linspace(0.5 * min(lo, hi), 1.5 * max(lo, hi), count)
+    etas = np.linspace(0.5 * min(lo, hi), 1.9 * max(lo, hi), count)  # up to where GD blows up
     x, y = training_inputs(c)
     idx = sample_indices(c, c.burn_in + keep)
     mean_x2 = float(np.mean(x * x))

@@ -1,0 +1,17 @@
+"""Streamlit entry point: one page per setting of the paper (st.navigation), sidebar with device and cache."""
+
+import streamlit as st
+
+from ui.sidebar import status_sidebar
+
+st.set_page_config(page_title="Large-step SGD learns sparse features", page_icon="⛰️", layout="wide")
+
+# st.navigation declares the pages explicitly (instead of auto-discovering pages/).
+pages = [
+    st.Page("pages/home.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/toy_1d.py", title="1 · Toy model: bouncing", icon="🏓"),
+    st.Page("pages/diagonal.py", title="2 · Diagonal linear nets", icon="📉"),
+]
+page = st.navigation(pages)
+status_sidebar()
+page.run()

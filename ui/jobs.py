@@ -1,0 +1,83 @@
+"""The app's one job manager, the Run/Cancel controls and the live-redrawing fragment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import streamlit as st
+
+from engine.config import Config
+from engine.jobs import Job, JobManager
+from engine.recording import export
+from ui.tables import histories_frame
+
+REFRESH_SECONDS = 0.5
+
+
+@st.cache_resource
+def get_manager() -> JobManager:
+    """One JobManager per server process (st.cache_resource): jobs outlive browser sessions and tabs."""
+    return JobManager()
+
+
+def run_controls(experiment: str, config: Config, preset: str | None, label: str = "Run") -> Job | None:
+    """Run and Cancel buttons; returns the job of this config (running, finished or cached), if any."""
+    manager = get_manager()
+    job = manager.find(experiment, config)
+    left, right, _ = st.columns([1, 1, 4])
+    busy = job is not None and not job.finished
+    if left.button(label, type="primary", disabled=busy, key=f"run_{experiment}"):
+        fresh = job is not None and job.finished and job.status in ("cancelled", "failed")
+        job = manager.submit(experiment, config, preset=preset, use_cache=not fresh)
+        busy = True
+    if right.button("Cancel", disabled=not busy, key=f"cancel_{experiment}"):
+        job.cancel()
+    return job
+
+
+def _status_line(view: dict) -> None:
+    status = view["status"]
+    if status == "queued":
+        st.info(f"Queued: place {view['queue_position']} in line for the GPU/long-job lane.")
+        return
+    if status == "running":
+        eta = f", about {view['eta']:.0f} s left" if view.get("eta") is not None else ""
+        st.progress(view["progress"], text=f"Training: {view['progress']:.0%}{eta}. {view['message']}")
+        return
+    diverged = [r["name"] for r in view["runs"] if r["status"] == "diverged"]
+    where = "from the disk cache" if view.get("from_cache") else f"in {view['elapsed']:.1f} s"
+    if status == "done":
+        st.success(f"Done {where}." + (f" Diverged: {', '.join(diverged)}." if diverged else ""))
+    elif status == "cancelled":
+        st.warning(f"Cancelled after {view['elapsed']:.1f} s; the checkpoints recorded so far are shown.")
+    elif status == "failed":
+        st.error(f"The run failed: {view['message']}")
+
+
+def live(job: Job | None, draw: Callable[[dict], None], empty_text: str = "Press Run to train.") -> None:
+    """Draw the job's record with `draw(view)`, redrawn every 0.5 s while it trains (st.fragment)."""
+    if job is None:
+        st.caption(empty_text)
+        return
+    running = not job.finished
+
+    # A fragment re-runs on its own timer without re-running the page; the timer is off once finished.
+    @st.fragment(run_every=REFRESH_SECONDS if running else None)
+    def _panel() -> None:
+        view = job.view()
+        _status_line(view)
+        draw(view)
+        if running and job.finished:
+            st.rerun()  # full rerun: redraw once more and switch the timer off
+
+    _panel()
+
+
+def downloads(view: dict, stem: str) -> None:
+    """CSV (every run's history, long form) and JSON (the engine's export contract) download buttons."""
+    left, right, _ = st.columns([1, 1, 3])
+    csv = histories_frame(view).to_csv(index=False).encode()
+    left.download_button("Download CSV", csv, f"{stem}.csv", "text/csv", key=f"csv_{stem}")
+    right.download_button("Download JSON", json.dumps(export(view)).encode(), f"{stem}.json", "application/json",
+                          key=f"json_{stem}")

@@ -1,0 +1,32 @@
+"""Job records as pandas frames: the shape Altair charts and CSV exports want."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def histories_frame(view: dict) -> pd.DataFrame:
+    """Every run's history in long form: run, label, seed, status, step, metric, value."""
+    parts = []
+    for r in view["runs"]:
+        hist = pd.DataFrame(r["history"])
+        if hist.empty:
+            continue
+        long = hist.melt(id_vars="step", var_name="metric", value_name="value").dropna(subset=["value"])
+        long.insert(0, "run", r["name"])
+        long.insert(1, "label", r["label"])
+        long.insert(2, "seed", r["seed"])
+        long.insert(3, "status", r["status"])
+        parts.append(long)
+    if not parts:
+        return pd.DataFrame(columns=["run", "label", "seed", "status", "step", "metric", "value"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def finals_frame(view: dict, metrics: list[str] | None = None) -> pd.DataFrame:
+    """One row per run: name, status, message and its final metric values."""
+    rows = []
+    for r in view["runs"]:
+        final = {k: v for k, v in r["final"].items() if metrics is None or k in metrics}
+        rows.append(dict(run=r["name"], status=r["status"], **final, note=r["message"]))
+    return pd.DataFrame(rows)

@@ -1,0 +1,105 @@
+"""Widgets drawn from a config's field metadata, so a widget never offers what the engine rejects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import pandas as pd
+import streamlit as st
+
+from engine.config import Config, field_info
+
+
+def _label(info: dict) -> str:
+    return info.get("label") or info["name"].replace("_", " ")
+
+
+def field_widget(info: dict, default, key: str):
+    """One widget for one config field, bound to the URL under `key` (its query parameter)."""
+    label, help_text = _label(info), info.get("help") or None
+    common = dict(key=key, help=help_text, bind="query-params")
+    if key not in st.session_state:
+        common["value" if not info.get("choices") else "index"] = (
+            default if not info.get("choices") else list(info["choices"]).index(default))
+    if info.get("choices"):
+        return st.selectbox(label, info["choices"], **common)
+    if info["type"] is bool:
+        return st.toggle(label, **common)
+    lo, hi, step = info.get("lo"), info.get("hi"), info.get("step")
+    if info["type"] is int:
+        return st.number_input(label, min_value=int(lo), max_value=int(hi), step=int(step or 1), **common)
+    return st.number_input(label, min_value=float(lo), max_value=float(hi), step=float(step) if step else None,
+                           format="%.6g", **common)
+
+
+def config_widgets(config: Config, names: list[str], prefix: str, columns: int = 1) -> dict:
+    """Widgets for the named fields of `config` (its values as defaults); returns {name: value}."""
+    infos = {i["name"]: i for i in field_info(type(config))}
+    cols = st.columns(columns) if columns > 1 else [st.container()]
+    values = {}
+    for k, name in enumerate(names):
+        with cols[k % len(cols)]:
+            values[name] = field_widget(infos[name], getattr(config, name), f"{prefix}{name}")
+    return values
+
+
+def reset_widgets(prefix: str, names: list[str]) -> None:
+    """Forget widget values so they re-read their defaults (e.g. after switching preset)."""
+    for name in names:
+        st.session_state.pop(f"{prefix}{name}", None)
+
+
+def runs_editor(runs: tuple[Config, ...], key: str, columns: list[str] | None = None) -> list[dict]:
+    """An editable table of a config's runs (one row per run), with bounds from the run type's metadata.
+    Edits are kept in the URL (query parameter `key`) so a copied link reproduces them."""
+    run_type = type(runs[0])
+    infos = [i for i in field_info(run_type) if columns is None or i["name"] in columns]
+    rows = [r.to_dict() for r in runs]
+    if key in st.query_params:
+        try:
+            rows = json.loads(st.query_params[key])
+            assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
+        except Exception:
+            st.warning("The runs in the link could not be read; showing the preset's runs.")
+            rows = [r.to_dict() for r in runs]
+    column_config = {}
+    for info in infos:
+        name, label, help_text = info["name"], _label(info), info.get("help") or None
+        if info.get("choices"):
+            column_config[name] = st.column_config.SelectboxColumn(label, options=list(info["choices"]),
+                                                                   help=help_text, required=True)
+        elif info["type"] in (int, float):
+            column_config[name] = st.column_config.NumberColumn(
+                label, min_value=info["lo"], max_value=info["hi"], step=info.get("step"), help=help_text,
+                required=True, format="%g")
+        else:
+            column_config[name] = st.column_config.TextColumn(label, help=help_text, required=True)
+    frame = pd.DataFrame(rows)[[i["name"] for i in infos]]
+    edited = st.data_editor(frame, column_config=column_config, num_rows="dynamic", hide_index=True,
+                            key=f"{key}_editor", width="stretch")
+    out = []
+    defaults = {f.name: f.default for f in fields(run_type)}
+    for row in edited.to_dict("records"):
+        if all(v is None or v != v for v in row.values()):
+            continue
+        merged = {**defaults, **{k: v for k, v in row.items() if v is not None and v == v}}
+        for info in infos:  # the editor gives floats for int columns
+            if info["type"] is int and isinstance(merged.get(info["name"]), float):
+                merged[info["name"]] = int(merged[info["name"]])
+        out.append(merged)
+    preset_rows = [r.to_dict() for r in runs]
+    if out != preset_rows:
+        st.query_params[key] = json.dumps(out, separators=(",", ":"))
+    elif key in st.query_params:
+        del st.query_params[key]
+    return out
+
+
+def build_config(config_type: type, base: Config, values: dict) -> Config | None:
+    """The validated config, or None after showing the validation message (never a traceback)."""
+    try:
+        return config_type.from_dict({**base.to_dict(), **values})
+    except (ValueError, TypeError) as exc:
+        st.error(f"Invalid setting: {exc}")
+        return None
