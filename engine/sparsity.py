@@ -8,67 +8,92 @@ only the units that have a highly correlated earlier unit need the sequential sc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
-def _as_tensor(acts) -> torch.Tensor:
-    return acts if isinstance(acts, torch.Tensor) else torch.as_tensor(np.asarray(acts))
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
 
 
-def correlation_matrix(z: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation between the columns of z (float64); a constant column correlates 0 with
-    everything (numpy's corrcoef gives NaN there, which never exceeds a threshold either)."""
-    z = z.to(torch.float64)
-    z = z - z.mean(0, keepdim=True)
-    norms = z.norm(dim=0)
-    inv = torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))
-    z = z * inv
+def correlation_matrix(z):
+    """Pearson correlation between the columns of z (float64, numpy or torch); a constant column
+    correlates 0 with everything (numpy's corrcoef gives NaN there, which never exceeds a threshold either)."""
+    if _is_torch(z):
+        import torch
+
+        z = z.to(torch.float64)
+        z = z - z.mean(0, keepdim=True)
+        norms = z.norm(dim=0)
+        z = z * torch.where(norms > 0, 1.0 / torch.where(norms > 0, norms, 1.0), 0.0)
+        return z.T @ z
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.mean(0, keepdims=True)
+    norms = np.linalg.norm(z, axis=0)
+    z = z * np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return z.T @ z
 
 
-def greedy_keep(corr: torch.Tensor, threshold: float) -> np.ndarray:
+def greedy_keep(corr, threshold: float) -> np.ndarray:
     """Boolean mask of the units kept by the greedy scan in index order: a unit is dropped when
     |corr| > threshold with a unit already kept (so the first of each correlated group stays)."""
-    m = corr.shape[0]
-    high = (corr.abs() > threshold).triu(diagonal=1).cpu().numpy()
-    kept = np.ones(m, dtype=bool)
+    high = abs(corr) > threshold
+    high = np.triu(high.cpu().numpy() if _is_torch(high) else high, 1)
+    kept = np.ones(high.shape[0], dtype=bool)
     # Units with no highly correlated earlier unit are kept whatever happens; scan only the others.
     for j in np.flatnonzero(high.any(0)):
         kept[j] = not (high[:j, j] & kept[:j]).any()
     return kept
 
 
+def _pick_units(m: int, max_units: int, generator) -> np.ndarray:
+    if generator is None or isinstance(generator, np.random.Generator):
+        return np.sort(np.random.default_rng(generator).permutation(m)[:max_units])
+    import torch
+
+    return torch.randperm(m, generator=generator)[:max_units].sort().values.numpy()
+
+
 def feature_sparsity(acts, threshold: float, normalize_rows: bool = True, max_units: int | None = None,
-                     generator: torch.Generator | None = None) -> float:
+                     generator: torch.Generator | np.random.Generator | None = None) -> float:
     """Feature sparsity coefficient of post-ReLU activations `acts` (n samples x m units), in [0, 1].
 
-    With `max_units` and m > max_units, `max_units` units are first chosen at random (`generator`)
-    and the denominator counts those units. Rows are scaled to unit norm over all m units first.
+    `acts` is a numpy array or a torch tensor on any device (computed there; numpy never imports torch).
+    With `max_units` and m > max_units, `max_units` units are first chosen at random (`generator`, torch
+    or numpy) and the denominator counts those units. Rows are scaled to unit norm over all m units first.
     """
-    z = _as_tensor(acts)
+    torch_in = _is_torch(acts)
+    z = acts if torch_in else np.asarray(acts)
     if z.ndim != 2:
         raise ValueError(f"acts must be a matrix (samples x units), got shape {tuple(z.shape)}")
     n, m = z.shape
     if n == 0 or m == 0:
         return 0.0
-    if not z.is_floating_point():
-        z = z.to(torch.float64)
     if normalize_rows:
-        norms = z.norm(dim=1, keepdim=True)
-        z = torch.where(norms > 0, z / torch.where(norms > 0, norms, torch.ones_like(norms)), torch.zeros_like(z))
+        if torch_in:
+            z = z if z.is_floating_point() else z.double()
+            norms = z.norm(dim=1, keepdim=True)
+            z = z / norms.where(norms > 0, 1.0)
+        else:
+            z = z.astype(np.float64) if z.dtype.kind not in "f" else z
+            norms = np.linalg.norm(z, axis=1, keepdims=True)
+            z = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0)
     if max_units is not None and m > max_units:
-        pick = torch.randperm(m, generator=generator)[:max_units].sort().values
-        z = z[:, pick.to(z.device)]
+        pick = _pick_units(m, max_units, generator)
+        z = z[:, pick.tolist()] if torch_in else z[:, pick]
         m = max_units
     nonzero = z != 0
     alive = nonzero.any(0)
     counts = nonzero[:, alive].sum(0)
-    if counts.numel() == 0:
+    counts = counts.cpu().numpy() if torch_in else counts
+    if counts.size == 0:
         return 0.0
     kept = greedy_keep(correlation_matrix(z[:, alive]), threshold)
-    total = counts[torch.as_tensor(kept, device=counts.device)].sum()
-    return float(total) / (n * m)
+    return float(counts[kept].sum()) / (n * m)
 
 
 def kinks(w, b, a, x_min: float, x_max: float, tol: float = 1e-3, a_tol: float = 1e-3) -> np.ndarray:
@@ -77,8 +102,7 @@ def kinks(w, b, a, x_min: float, x_max: float, tol: float = 1e-3, a_tol: float =
     A neuron counts when w_j != 0 and |a_j| > a_tol; its breakpoint is -b_j / w_j. Breakpoints
     closer than `tol` to their neighbour are merged (chains merge) into their mean.
     """
-    w, b, a = (np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=float).ravel()
-               for v in (w, b, a))
+    w, b, a = (np.asarray(v.detach().cpu() if _is_torch(v) else v, dtype=float).ravel() for v in (w, b, a))
     live = (w != 0) & (np.abs(a) > a_tol)
     t = -b[live] / w[live]
     t = np.sort(t[(t >= x_min) & (t <= x_max)])
