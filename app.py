@@ -6,11 +6,12 @@ from ui.sidebar import status_sidebar
 
 st.set_page_config(page_title="Large-step SGD learns sparse features", page_icon="⛰️", layout="wide")
 
-# st.navigation declares the pages explicitly (instead of auto-discovering pages/).
+# st.navigation declares the pages explicitly. They live in app_pages/, not pages/: a pages/ folder makes
+# Streamlit auto-discover pages (legacy mode) for a deep link opened before app.py has run.
 pages = [
-    st.Page("pages/home.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/toy_1d.py", title="1 · Toy model: bouncing", icon="🏓"),
-    st.Page("pages/diagonal.py", title="2 · Diagonal linear nets", icon="📉"),
+    st.Page("app_pages/home.py", title="Overview", icon="🏠", default=True),
+    st.Page("app_pages/toy_1d.py", title="1 · Toy model: bouncing", icon="🏓"),
+    st.Page("app_pages/diagonal.py", title="2 · Diagonal linear nets", icon="📉"),
 ]
 page = st.navigation(pages)
 status_sidebar()

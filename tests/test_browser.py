@@ -1,0 +1,91 @@
+"""End to end: the real app (`streamlit run app.py`) driven in Debian's headless Chromium by Playwright."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """Start the app on a free local port with its own cache folder; stop it afterwards."""
+    port = free_port()
+    env = dict(os.environ, SPARSE_SGD_CACHE=str(tmp_path_factory.mktemp("cache")))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("the app did not start: " + proc.stdout.read().decode()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stApp']", timeout=30000)
+    return page
+
+
+def test_toy_page_trains_on_open_and_draws_its_charts(app_url, browser):
+    page = open_page(browser, f"{app_url}/toy_1d")
+    page.get_by_text("inside", exact=False).first.wait_for(timeout=30000)
+    page.locator(".vega-embed").nth(3).wait_for(timeout=30000)
+    assert page.locator(".vega-embed").count() >= 5  # θ, loss, cobweb, bifurcation, label noise
+    assert page.get_by_text("SGD is GD with label noise").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "toy_1d.png"), full_page=True)
+    page.close()
+
+
+def test_diagonal_page_runs_a_small_preset_live(app_url, browser):
+    # a small version of fig2 through the URL (settings are bound to query parameters)
+    page = open_page(browser, f"{app_url}/diagonal?diag_steps=20001")
+    page.get_by_role("button", name="Run").click()
+    page.locator(".vega-embed").first.wait_for(timeout=60000)
+    page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
+    assert page.locator(".vega-embed").count() >= 5  # 4 live charts + final beta
+    assert page.get_by_text("Final values").count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "diagonal.png"), full_page=True)
+    page.close()
