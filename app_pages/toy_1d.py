@@ -78,7 +78,7 @@ def cobweb(view: dict) -> alt.Chart:
             path = path[(path.x.abs() < 1.4) & (path.y.abs() < 1.4)]
             layers.append(alt.Chart(path).mark_line(color="black", strokeWidth=0.8, opacity=0.7).encode(
                 x="x:Q", y="y:Q", order="order:Q"))
-    return alt.layer(*layers).properties(title=f"Cobweb of the rescaled map ({run['name'] if run else ''}, first 60 steps)",
+    return alt.layer(*layers).properties(title="Cobweb of h_γ, first 60 steps",
                                          height=300)
 
 
@@ -102,9 +102,9 @@ def bifurcation_chart(view: dict) -> alt.Chart | None:
         color=alt.Color("algorithm:N", scale=alt.Scale(range=["#e45756", "#4c78a8"])))
     now = alt.Chart(pd.DataFrame(dict(eta=[config.eta]))).mark_rule(color="black", strokeDash=[4, 3]).encode(x="eta:Q")
     blown = (np.all(~np.isfinite(np.asarray(bif["gd"], dtype=float)), axis=1))
-    title = "Bifurcation diagram (shaded: Prop. 3 interval; dashed: current η)"
+    title = "Bifurcation: long-run θ per η"
     if blown.any():
-        title += f"; GD blows up beyond η ≈ {etas[blown.argmax()]:.3g}"
+        title += f" (GD blows up beyond {etas[blown.argmax()]:.3g})"
     return alt.layer(shade, dots, now).properties(title=title, height=300)
 
 
@@ -117,10 +117,11 @@ def draw(view: dict) -> None:
         if r["status"] == "diverged":
             st.error(f"{r['name']}: {r['message']}")
     left, right = st.columns(2)
-    theta = metric_chart(long, "theta", "θ_t against the valley θ*", labels)
+    theta = metric_chart(long, "theta", "θ_t against the valley θ* (dashed)", labels, y_title="θ_t")
     valley = alt.Chart(pd.DataFrame(dict(y=[config.theta_star]))).mark_rule(color="green", strokeDash=[5, 3]).encode(y="y:Q")
     left.altair_chart(alt.layer(theta, valley).resolve_scale(y="shared"), width="stretch")
-    loss = metric_chart(long, "train_loss", "F(θ_t), log scale, with the Prop. 3 bounds", labels, log=True)
+    loss = metric_chart(long, "train_loss", "F(θ_t) with the Prop. 3 bounds (dashed)", labels, log=True,
+                        y_title="F(θ_t)")
     bounds = alt.Chart(pd.DataFrame(dict(y=[max(low, 1e-300), high], bound=["ε₀² θ*²", "0.17 θ*²"]))).mark_rule(
         color="green", strokeDash=[5, 3]).encode(y="y:Q", tooltip=["bound", "y"])
     right.altair_chart(alt.layer(loss, bounds), width="stretch")
@@ -130,6 +131,8 @@ def draw(view: dict) -> None:
     bif = bifurcation_chart(view)
     if bif is not None:
         right.altair_chart(bif, width="stretch")
+        right.caption("Green band: the Prop. 3 interval; dashed line: the current η. Each dot is one iterate "
+                      "after burn-in: one dot per η means convergence, two a period-2 bounce, a cloud chaos.")
 
     sgd = next((r for r in view["runs"] if r["name"] == "SGD"), None)
     if sgd and "label_noise" in sgd["history"]:

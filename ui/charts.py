@@ -30,7 +30,8 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str], log: bool = False,
-                 rules: pd.DataFrame | None = None, height: int = 220, x_title: str = "iteration") -> alt.Chart:
+                 rules: pd.DataFrame | None = None, height: int = 220, x_title: str = "iteration",
+                 y_title: str | None = None) -> alt.Chart:
     """One metric over steps, one line per run label (median over seeds with a band when several).
     `rules`: DataFrame(label, step) of vertical marks (e.g. step-size decays)."""
     frame = long[long["metric"] == metric]
@@ -40,7 +41,7 @@ def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str],
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     base = alt.Chart(summary).encode(x=alt.X("step:Q", title=x_title), color=color(labels))
     line = base.mark_line(strokeWidth=1.6).encode(
-        y=alt.Y("median:Q", title=title, scale=y_scale),
+        y=alt.Y("median:Q", title=y_title or metric, scale=y_scale),
         tooltip=["label", "step", alt.Tooltip("median:Q", format=".4g", title=metric), "seeds"])
     layers = [line]
     if not summary.empty and summary["seeds"].max() > 1:
