@@ -16,6 +16,7 @@ from engine.config import Config
 MODULES = {
     "bouncing": "engine.experiments.bouncing",
     "diagonal": "engine.experiments.diagonal",
+    "diagonal_edge": "engine.experiments.diagonal_edge",
 }
 
 

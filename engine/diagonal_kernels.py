@@ -1,0 +1,168 @@
+"""Compiled training loop of diagonal linear networks: many runs advance together in one call.
+
+State is a (rows, d) pair U, V (beta = U * V); each row is one trajectory (a run of the figure for
+one sampling seed) with its own algorithm, step-size schedule, sample stream and noise stream.
+Rows are independent and each is summed sequentially (fastmath off), so a row's result does not
+depend on which other rows share the call or on how the steps are split into calls.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from numba import njit
+
+SGD, GD, SDE = 0, 1, 2
+BLOWUP = 1e6  # a residual this large means the run has left every basin: stop it (it would overflow)
+
+
+def _skip_scipy_probe() -> None:
+    """Load numba's array-math registry without its scipy probe. numba.np.arraymath imports scipy.linalg at
+    import time only to decide whether np.correlate/np.convolve may call BLAS; that import costs ~0.15 s
+    of every CLI start, and these kernels never use BLAS. np.dot and friends still import scipy when a
+    function needing them compiles."""
+    try:
+        import numba.np.linalg as nb_linalg
+
+        if "numba.np.arraymath" in sys.modules:
+            return
+        probe = nb_linalg.ensure_blas
+
+        def no_blas():
+            raise ImportError("probe skipped")
+
+        nb_linalg.ensure_blas = no_blas
+        try:
+            import numba.np.arraymath  # noqa: F401
+        finally:
+            nb_linalg.ensure_blas = probe
+    except Exception:  # a numba without these internals: just pay for the probe
+        pass
+
+
+_skip_scipy_probe()
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _sgd1(u, v, X, y, lr, idx, t_from, t_to, t0):  # pragma: no cover - compiled
+    """Batch-1 SGD from step t_from to t_to (sample idx[t - t0]); returns the step it blew up at, or -1."""
+    d = u.shape[0]
+    for t in range(t_from, t_to):
+        i = idx[t - t0]
+        x = X[i]
+        e = 0.0
+        for j in range(d):
+            e += x[j] * (u[j] * v[j])
+        e -= y[i]
+        if not abs(e) <= BLOWUP:
+            return t
+        c = lr[t] * e
+        for j in range(d):
+            uj = u[j]
+            cx = c * x[j]
+            u[j] = uj - cx * v[j]
+            v[j] = v[j] - cx * uj
+    return -1
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _sgd_batch(u, v, X, y, lr, idx, t_from, t_to, t0, b_size, g):  # pragma: no cover - compiled
+    """Mini-batch SGD (mean gradient over b_size samples idx[(t - t0) * b_size + b]); as _sgd1."""
+    d = u.shape[0]
+    for t in range(t_from, t_to):
+        for j in range(d):
+            g[j] = 0.0
+        base = (t - t0) * b_size
+        for b in range(b_size):
+            i = idx[base + b]
+            x = X[i]
+            e = 0.0
+            for j in range(d):
+                e += x[j] * (u[j] * v[j])
+            e -= y[i]
+            if not abs(e) <= BLOWUP:
+                return t
+            for j in range(d):
+                g[j] += e * x[j]
+        c = lr[t] / b_size
+        for j in range(d):
+            uj = u[j]
+            cg = c * g[j]
+            u[j] = uj - cg * v[j]
+            v[j] = v[j] - cg * uj
+    return -1
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _full_batch(u, v, X, y, lr, noise, sqrt_delta, t_from, t_to, t0, res, g):  # pragma: no cover - compiled
+    """GD (sqrt_delta = 0) or Euler-Maruyama of Eq. 8 with dt = lr (noise[(t - t0) * n + i] standard
+    normal): u -= lr * v * X^T (r / n - sqrt_delta z), v likewise with the old u. As _sgd1."""
+    n, d = X.shape
+    for t in range(t_from, t_to):
+        for i in range(n):
+            x = X[i]
+            e = 0.0
+            for j in range(d):
+                e += x[j] * (u[j] * v[j])
+            e -= y[i]
+            if not abs(e) <= BLOWUP:
+                return t
+            res[i] = e / n
+        if sqrt_delta != 0.0:
+            base = (t - t0) * n
+            for i in range(n):
+                res[i] -= sqrt_delta * noise[base + i]
+        for j in range(d):
+            g[j] = 0.0
+        for i in range(n):
+            x = X[i]
+            ri = res[i]
+            for j in range(d):
+                g[j] += x[j] * ri
+        c = lr[t]
+        for j in range(d):
+            uj = u[j]
+            cg = c * g[j]
+            u[j] = uj - cg * v[j]
+            v[j] = v[j] - cg * uj
+    return -1
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def advance(U, V, X, y, algo, batch, lr, sched, stream, idx, noise_of, noise, sqrt_delta, t0, stops,
+            out_u, out_v, alive, died):  # pragma: no cover - compiled
+    """Advance every live row from step t0, copying the state into out_u[k], out_v[k] when it reaches
+    stops[k] (ascending, >= t0; the state *before* step stops[k]).
+
+    algo[r]: SGD (mini-batch of batch[r] samples idx[stream[r], (t - t0) * batch[r] + b]), GD (full
+    batch) or SDE (Euler-Maruyama of Eq. 8, one step = lr time, standard normals
+    noise[noise_of[r], (t - t0) * n + j], noise scale sqrt_delta[r]). Step size lr[sched[r], t].
+    A row whose residual is non-finite or above BLOWUP at step t is not updated any further:
+    alive[r] = False, died[r] = t (its state stays the last finite one).
+    """
+    rows, d = U.shape
+    n = X.shape[0]
+    res = np.empty(n)
+    g = np.empty(d)
+    for r in range(rows):
+        u = U[r]
+        v = V[r]
+        t = t0
+        for k in range(stops.shape[0]):
+            stop = stops[k]
+            if alive[r] and t < stop:
+                if algo[r] == SGD and batch[r] == 1:
+                    bad = _sgd1(u, v, X, y, lr[sched[r]], idx[stream[r]], t, stop, t0)
+                elif algo[r] == SGD:
+                    bad = _sgd_batch(u, v, X, y, lr[sched[r]], idx[stream[r]], t, stop, t0, batch[r], g)
+                else:
+                    scale = sqrt_delta[r] if algo[r] == SDE else 0.0
+                    bad = _full_batch(u, v, X, y, lr[sched[r]], noise[noise_of[r]], scale, t, stop, t0, res, g)
+                if bad >= 0:
+                    alive[r] = False
+                    died[r] = bad
+            t = stop
+            out_u[k, r, :] = u
+            out_v[k, r, :] = v
+    return 0
