@@ -4,14 +4,14 @@ import streamlit as st
 
 from ui.sidebar import status_sidebar
 
-st.set_page_config(page_title="Large-step SGD learns sparse features", page_icon="⛰️", layout="wide")
+st.set_page_config(page_title="Large-step SGD learns sparse features", page_icon=":material/landscape:", layout="wide")
 
 # st.navigation declares the pages explicitly. They live in app_pages/, not pages/: a pages/ folder makes
 # Streamlit auto-discover pages (legacy mode) for a deep link opened before app.py has run.
 pages = [
-    st.Page("app_pages/home.py", title="Overview", icon="🏠", default=True),
-    st.Page("app_pages/toy_1d.py", title="1 · Toy model: bouncing", icon="🏓"),
-    st.Page("app_pages/diagonal.py", title="2 · Diagonal linear nets", icon="📉"),
+    st.Page("app_pages/home.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("app_pages/toy_1d.py", title="1 · Toy model: bouncing", icon=":material/sports_tennis:"),
+    st.Page("app_pages/diagonal.py", title="2 · Diagonal linear nets", icon=":material/trending_down:"),
 ]
 page = st.navigation(pages)
 status_sidebar()

@@ -43,3 +43,47 @@ def test_toy_page_moves_with_the_step_size_and_explains_bad_input():
     at.sidebar.number_input(key="toy_a").set_value(1.2).run()
     assert not at.exception
     assert any("must be below b" in e.value for e in at.error)
+
+
+def test_diagonal_page_runs_a_small_fig2_and_shows_charts_table_and_beta():
+    at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60)
+    at.query_params["diag_steps"] = "5001"  # settings come from the URL like a shared link
+    at.run()
+    assert at.sidebar.selectbox(key="diag_preset").value == "fig2"
+    runs = at.dataframe(key="diag_runs_editor").value
+    assert runs["name"].tolist() == ["small step", "large, decay at 10%", "large, decay at 30%", "large, decay at 50%"]
+    assert runs["lr"].tolist() == [0.25, 0.282, 0.282, 0.282]
+    at.button(key="run_diagonal").click()
+    at = run_until_done(at)
+    assert charts(at) >= 5  # train loss, test loss, rank, l0, final beta
+    assert any(s.value == "Final values" for s in at.subheader)
+    finals = at.dataframe[-1].value
+    assert set(finals["run"]) == set(runs["name"]) and finals["l0_norm"].notna().all()
+
+
+def test_diagonal_page_bad_setting_is_a_message():
+    at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60)
+    at.run()
+    at.sidebar.number_input(key="diag_r").set_value(300).run()
+    assert not at.exception
+    assert any("r=300 must not exceed d=200" in e.value for e in at.error)
+
+
+def test_edge_finder_sets_the_large_steps_as_a_fraction_of_the_edge():
+    at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60)
+    at.query_params["edge_steps"] = "5001"
+    at.run()
+    at.button(key="run_diagonal_edge").click()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        at.run()
+        if any(m.value.startswith("**Edge") for m in at.markdown):
+            break
+        time.sleep(0.3)
+    edge_text = next(m.value for m in at.markdown if m.value.startswith("**Edge"))
+    assert 0.2 < float(edge_text.split("≈ ")[1].split("**")[0]) < 0.4
+    at.slider(key="edge_fraction").set_value(0.9).run()
+    at.button(key="edge_apply").click().run()
+    assert not at.exception
+    lrs = at.dataframe(key="diag_runs_editor").value["lr"].tolist()
+    assert lrs[0] == 0.25 and len(set(lrs[1:])) == 1 and 0.18 < lrs[1] < 0.36
