@@ -69,10 +69,12 @@ def beta_chart(view: dict) -> alt.Chart | None:
 
 
 def plane_chart(view: dict) -> alt.Chart | None:
-    """Fig. 3: train loss on the plane through the init spanned by w* and the gradient-flow end point,
+    """Fig. 3: train loss on the plane through the init spanned by the gradient-flow end point and w*,
     with the projected paths of every run."""
     plane = view["extras"].get("plane")
     if not plane:
+        if view["extras"].get("plane_note"):
+            st.info(f"Fig. 3 plane: {view['extras']['plane_note']}")
         return None
     a, b = np.asarray(plane["a"]), np.asarray(plane["b"])
     loss = np.asarray(plane["loss"], dtype=float)
@@ -81,8 +83,7 @@ def plane_chart(view: dict) -> alt.Chart | None:
     da, db = (a[1] - a[0]) / 2, (b[1] - b[0]) / 2
     grid["a2"], grid["b2"], grid["a"], grid["b"] = grid.a + da, grid.b + db, grid.a - da, grid.b - db
     heat = alt.Chart(grid).mark_rect().encode(
-        x=alt.X("a:Q", title="direction of w* − w_init"), x2="a2", y=alt.Y("b:Q", title="orthogonal part of w_flow − w_init"),
-        y2="b2", color=alt.Color("log_loss:Q", title="log₁₀ train loss", scale=alt.Scale(scheme="viridis")))
+        x=alt.X("a:Q", title=plane["axes"][0]), x2="a2", y=alt.Y("b:Q", title=plane["axes"][1]), y2="b2", color=alt.Color("log_loss:Q", title="log₁₀ train loss", scale=alt.Scale(scheme="viridis")))
     paths = []
     for r in view["runs"]:
         path = r["snapshots"].get("path")
@@ -128,7 +129,8 @@ def draw(view: dict) -> None:
         st.subheader("Final values")
         finals = finals_frame(view, ["train_loss", "test_loss", "ntk_rank", "l0_norm"])
         st.dataframe(finals, hide_index=True, width="stretch",
-                     column_config={m: st.column_config.NumberColumn(format="%.4g") for m in ("train_loss", "test_loss")})
+                     column_config={m: st.column_config.NumberColumn(format="%.4g")
+                                    for m in ("train_loss", "test_loss")})
         left, right = st.columns(2)
         chart = beta_chart(view)
         if chart is not None:

@@ -118,7 +118,8 @@ def draw(view: dict) -> None:
             st.error(f"{r['name']}: {r['message']}")
     left, right = st.columns(2)
     theta = metric_chart(long, "theta", "θ_t against the valley θ* (dashed)", labels, y_title="θ_t")
-    valley = alt.Chart(pd.DataFrame(dict(y=[config.theta_star]))).mark_rule(color="green", strokeDash=[5, 3]).encode(y="y:Q")
+    valley = alt.Chart(pd.DataFrame(dict(y=[config.theta_star]))).mark_rule(color="green", strokeDash=[5, 3])
+    valley = valley.encode(y="y:Q")
     left.altair_chart(alt.layer(theta, valley).resolve_scale(y="shared"), width="stretch")
     loss = metric_chart(long, "train_loss", "F(θ_t) with the Prop. 3 bounds (dashed)", labels, log=True,
                         y_title="F(θ_t)")

@@ -61,7 +61,7 @@ class Recorder:
             for key, value in metrics.items():
                 column = hist.setdefault(key, [None] * n)
                 column.append(_plain(float(value)) if value is not None else None)
-            for key, column in hist.items():
+            for column in hist.values():
                 if len(column) < n + 1:
                     column.append(None)
 

@@ -50,7 +50,8 @@ def prop3_interval(c: BouncingConfig) -> tuple[float, float]:
 
 
 def loss_bounds(c: BouncingConfig) -> tuple[float, float]:
-    """Prop. 3's band for F: (eps0^2 theta_star^2, 0.17 theta_star^2), eps0 = min((eta (theta_star a)^2 - 1)/3, 0.02)."""
+    """Prop. 3's band for F: (eps0^2 theta_star^2, 0.17 theta_star^2),
+    eps0 = min((eta (theta_star a)^2 - 1) / 3, 0.02)."""
     eps0 = min((c.eta * (c.theta_star * c.a) ** 2 - 1) / 3, 0.02)
     return max(eps0, 0.0) ** 2 * c.theta_star**2, 0.17 * c.theta_star**2
 
@@ -61,7 +62,8 @@ def h_map(gamma: np.ndarray | float, theta: np.ndarray | float) -> np.ndarray:
 
 
 PRESETS = {
-    "prop3": Preset(BouncingConfig(), "eta = 1.12 inside the Prop. 3 interval (1.108, 1.134): SGD bounces, loss stabilizes"),
+    "prop3": Preset(BouncingConfig(), "eta = 1.12 inside the Prop. 3 interval (1.108, 1.134): SGD bounces, "
+                    "loss stabilizes"),
     "below": Preset(BouncingConfig(eta=0.9), "eta = 0.9 below the interval: SGD converges to the valley"),
     "above": Preset(BouncingConfig(eta=2.5), "eta = 2.5 far above the interval: the iterates blow up"),
 }
