@@ -83,7 +83,8 @@ def plane_chart(view: dict) -> alt.Chart | None:
     da, db = (a[1] - a[0]) / 2, (b[1] - b[0]) / 2
     grid["a2"], grid["b2"], grid["a"], grid["b"] = grid.a + da, grid.b + db, grid.a - da, grid.b - db
     heat = alt.Chart(grid).mark_rect().encode(
-        x=alt.X("a:Q", title=plane["axes"][0]), x2="a2", y=alt.Y("b:Q", title=plane["axes"][1]), y2="b2", color=alt.Color("log_loss:Q", title="log₁₀ train loss", scale=alt.Scale(scheme="viridis")))
+        x=alt.X("a:Q", title=plane["axes"][0]), x2="a2", y=alt.Y("b:Q", title=plane["axes"][1]), y2="b2",
+        color=alt.Color("log_loss:Q", title="log₁₀ train loss", scale=alt.Scale(scheme="viridis")))
     paths = []
     for r in view["runs"]:
         path = r["snapshots"].get("path")
