@@ -166,3 +166,41 @@ def advance(U, V, X, y, algo, batch, lr, sched, stream, idx, noise_of, noise, sq
             out_u[k, r, :] = u
             out_v[k, r, :] = v
     return 0
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def residual_losses(beta, X, y):  # pragma: no cover - compiled
+    """||X beta_m - y||^2 / (2 n) for each row beta_m of beta (m, d), summed sequentially so that a run's
+    losses do not depend on how many other states are evaluated with it."""
+    m, d = beta.shape
+    n = X.shape[0]
+    out = np.empty(m)
+    for k in range(m):
+        b = beta[k]
+        total = 0.0
+        for i in range(n):
+            x = X[i]
+            e = 0.0
+            for j in range(d):
+                e += x[j] * b[j]
+            e -= y[i]
+            total += e * e
+        out[k] = total / (2 * n)
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def quadratic_forms(e, G):  # pragma: no cover - compiled
+    """e_m^T G e_m for each row e_m of e (m, d), summed sequentially."""
+    m, d = e.shape
+    out = np.empty(m)
+    for k in range(m):
+        a = e[k]
+        total = 0.0
+        for i in range(d):
+            s = 0.0
+            for j in range(d):
+                s += G[i, j] * a[j]
+            total += a[i] * s
+        out[k] = total
+    return out

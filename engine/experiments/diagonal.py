@@ -11,15 +11,16 @@ computed in worker threads on the checkpoints of one chunk while the loop trains
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from engine import schedules
 from engine.config import Config, param
-from engine.diagonal_kernels import GD, SDE, SGD, advance
+from engine.diagonal_kernels import GD, SDE, SGD, advance, quadratic_forms, residual_losses
 from engine.experiments import Preset
 from engine.metrics import DiagonalRank, l0_norm
 
@@ -133,12 +134,17 @@ class Data:
         (y_test = X_test beta*), so with more test points than dimensions the d x d form
         (beta - beta*)^T (X_test^T X_test) (beta - beta*) / (2 n_test) is cheaper and equal."""
         n_test, d = self.x_test.shape
+        flat = np.ascontiguousarray(beta.reshape(-1, d))
         if n_test <= d:
-            return ((beta @ self.x_test.T - self.y_test) ** 2).sum(-1) / (2 * n_test)
+            return residual_losses(flat, self.x_test, self.y_test).reshape(beta.shape[:-1])
         if self._test_gram is None:
             self._test_gram = self.x_test.T @ self.x_test / (2 * n_test)
-        e = beta - self.beta_star
-        return ((e @ self._test_gram) * e).sum(-1)
+        return quadratic_forms(flat - self.beta_star, self._test_gram).reshape(beta.shape[:-1])
+
+    def train_loss(self, beta: np.ndarray) -> np.ndarray:
+        """||X beta - y||^2 / (2 n) along the last axis."""
+        flat = np.ascontiguousarray(beta.reshape(-1, beta.shape[-1]))
+        return residual_losses(flat, self.x, self.y).reshape(beta.shape[:-1])
 
 
 def make_data(c: DiagonalConfig) -> Data:
@@ -201,10 +207,10 @@ class Trajectories:
 
     def add(self, algo: int, batch: int, sched: int, seed: int, sqrt_delta: float = 0.0) -> int:
         key = (algo, batch, sched, seed if algo != GD else -1, sqrt_delta)
-        for i, row in enumerate(zip(self.algo, self.batch, self.sched, self.seed, self.sqrt_delta)):
+        for i, row in enumerate(zip(self.algo, self.batch, self.sched, self.seed, self.sqrt_delta, strict=True)):
             if row == key:
                 return i
-        for lst, value in zip((self.algo, self.batch, self.sched, self.seed, self.sqrt_delta), key):
+        for lst, value in zip((self.algo, self.batch, self.sched, self.seed, self.sqrt_delta), key, strict=True):
             lst.append(value)
         return len(self.algo) - 1
 
@@ -227,15 +233,15 @@ class Simulator:
         self.died = np.full(self.rows, -1, dtype=np.int64)
         self.t = 0
         # SGD sample streams, one per (seed, batch): RandomState(seed).randint(n, size=steps * B), drawn by chunk
-        keys = sorted({(s, b) for a, s, b in zip(rows.algo, rows.seed, rows.batch) if a == SGD})
+        keys = sorted({(s, b) for a, s, b in zip(rows.algo, rows.seed, rows.batch, strict=True) if a == SGD})
         self._streams = [np.random.RandomState(s) for s, _ in keys]
         self._stream_batch = np.array([b for _, b in keys] or [1], dtype=np.int64)
         self.stream = np.array([keys.index((s, b)) if a == SGD else 0
-                                for a, s, b in zip(rows.algo, rows.seed, rows.batch)], dtype=np.int64)
-        noise_seeds = sorted({s for a, s in zip(rows.algo, rows.seed) if a == SDE})
+                                for a, s, b in zip(rows.algo, rows.seed, rows.batch, strict=True)], dtype=np.int64)
+        noise_seeds = sorted({s for a, s in zip(rows.algo, rows.seed, strict=True) if a == SDE})
         self._noise = [_NoiseStream(s, self.n) for s in noise_seeds]
-        self.noise_of = np.array([noise_seeds.index(s) if a == SDE else 0 for a, s in zip(rows.algo, rows.seed)],
-                                 dtype=np.int64)
+        self.noise_of = np.array([noise_seeds.index(s) if a == SDE else 0
+                                  for a, s in zip(rows.algo, rows.seed, strict=True)], dtype=np.int64)
         per_step = np.where(self.algo == SGD, self.d * (2 * self.batch + 2), 2 * self.n * self.d + 2 * self.d) + 20
         self.ops_per_step = float(per_step.sum())
 
@@ -289,7 +295,7 @@ def checkpoint_metrics(data: Data, ranker: DiagonalRank, u: np.ndarray, v: np.nd
     where `live` (K, rows) is set (-1 elsewhere)."""
     beta = u * v
     with np.errstate(all="ignore"):
-        train = ((beta @ data.x.T - data.y) ** 2).sum(-1) / (2 * len(data.y))
+        train = data.train_loss(beta)
         test = data.test_loss(beta)
     live = live & np.isfinite(train) & (train <= LOSS_LIMIT)
     rank = np.full(live.shape, -1, dtype=np.int64)
@@ -400,7 +406,7 @@ def _plane(c: DiagonalConfig, data: Data, recorded, ids, path_rows, steps, paths
     with np.errstate(all="ignore"):
         coords = np.stack([(w - w_init) @ e1, (w - w_init) @ e2], axis=-1)  # (K, rows, 2)
     star = np.array([(w_star - w_init) @ e1, (w_star - w_init) @ e2])
-    for i, (k, s, row) in enumerate(recorded):
+    for i, (_, s, row) in enumerate(recorded):
         if s == c.first_seed:
             path = coords[:, path_rows.index(row)]
             ok = np.isfinite(path).all(axis=1)
@@ -461,10 +467,10 @@ def find_edge(c: DiagonalConfig, run_index: int = 0, seeds: int = 3, steps: int 
         for stop in stops:
             u, v = sim.advance(np.array([stop]))
             if progress:
-                progress(min(0.99, (round_no + stop / steps) / max(round_no + 2, 4)), f"edge search, round {round_no + 1}")
-        beta = u[-1] * v[-1]
+                done = (round_no + stop / steps) / max(round_no + 2, 4)
+                progress(min(0.99, done), f"edge search, round {round_no + 1}")
         with np.errstate(all="ignore"):
-            loss = ((beta @ data.x.T - data.y) ** 2).sum(-1) / (2 * c.n)
+            loss = data.train_loss(u[-1] * v[-1])
         survived = (sim.alive & np.isfinite(loss) & (loss <= LOSS_LIMIT)).reshape(seeds, candidates)
         evaluations += survived.size
         for si in range(seeds):
