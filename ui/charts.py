@@ -18,7 +18,8 @@ def run_order(view: dict) -> list[str]:
 
 
 def color(labels: list[str]) -> alt.Color:
-    return alt.Color("label:N", title="run", sort=labels, scale=alt.Scale(domain=labels, scheme="tableau10"))
+    """One color per run label, in the order of the runs."""
+    return alt.Color("label:N", title=None, sort=labels, scale=alt.Scale(domain=labels, scheme="tableau10"))
 
 
 def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -30,7 +31,7 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str], log: bool = False,
-                 rules: pd.DataFrame | None = None, height: int = 220, x_title: str = "iteration",
+                 rules: pd.DataFrame | None = None, height: int = 260, x_title: str = "iteration",
                  y_title: str | None = None) -> alt.Chart:
     """One metric over steps, one line per run label (median over seeds with a band when several).
     `rules`: DataFrame(label, step) of vertical marks (e.g. step-size decays)."""
@@ -49,7 +50,7 @@ def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str],
     if rules is not None and not rules.empty:
         layers.append(alt.Chart(rules).mark_rule(strokeDash=[4, 3], opacity=0.7).encode(
             x="step:Q", color=color(labels), tooltip=["label", alt.Tooltip("step:Q", title="decay at")]))
-    return alt.layer(*layers).properties(title=title, height=height)
+    return alt.layer(*layers).properties(title=title, height=height, width="container")
 
 
 def decay_rules(runs: list[dict], steps: int, at_key: str = "decay_at", label_key: str = "name") -> pd.DataFrame:

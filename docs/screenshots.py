@@ -1,0 +1,62 @@
+"""Regenerate the README's pictures: start the app, run each page's preset in headless Chromium, save PNGs.
+
+    python docs/screenshots.py            # all pages
+    python docs/screenshots.py diagonal   # one page
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT = 8765
+# page url path -> (query string, whether the page needs a Run click)
+SHOTS = {
+    "toy_1d": ("", False),
+    "diagonal": ("", True),
+    "relu_1d": ("", True),
+    "teacher_student": ("", True),
+    "resnet": ("", True),
+}
+
+
+def main(names: list[str]) -> None:
+    env = dict(os.environ, SPARSE_SGD_CACHE=tempfile.mkdtemp())
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(PORT),
+                               "--server.headless", "true"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            for name in names:
+                query, click = SHOTS[name]
+                page = browser.new_page(viewport={"width": 1400, "height": 1500})
+                page.goto(f"http://127.0.0.1:{PORT}/{name}{query}")
+                page.wait_for_selector("[data-testid='stApp']")
+                if click:
+                    page.get_by_role("button", name="Run", exact=True).click()
+                page.get_by_text("Done", exact=False).first.wait_for(timeout=600_000)
+                time.sleep(2)
+                page.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=False)
+                print("wrote", ROOT / "docs" / f"{name}.png")
+                page.close()
+            browser.close()
+    finally:
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [n for n in SHOTS if (ROOT / "app_pages" / f"{n}.py").exists()])
