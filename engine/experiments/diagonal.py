@@ -29,6 +29,7 @@ ALGORITHMS = ("SGD", "GD", "SDE")
 LOSS_LIMIT = 1e10          # a run whose train loss exceeds this has diverged
 CHUNK_OPS = 2e8            # kernel work between two live updates (~0.05 s here)
 METRIC_GROUP = 24          # checkpoints per metrics task
+MAX_PENDING = 16           # metrics tasks queued before training waits for them
 
 
 # ----------------------------------------------------------------------------- config
@@ -263,12 +264,14 @@ class Simulator:
         self.t = int(stops[-1])
         return out_u, out_v
 
-    def chunks(self, steps: np.ndarray, ops: float = CHUNK_OPS) -> list[np.ndarray]:
-        """Split checkpoint steps into consecutive groups of about `ops` kernel work each."""
+    def chunks(self, steps: np.ndarray, ops: float = CHUNK_OPS, values: float = 4e6) -> list[np.ndarray]:
+        """Split checkpoint steps into consecutive groups of about `ops` kernel work each, holding at most
+        `values` state entries (checkpoints x rows x d)."""
         groups, start = [], 0
         span = max(1.0, ops / self.ops_per_step)
+        most = int(max(1, min(256, values // (self.rows * self.d))))
         for k in range(1, len(steps) + 1):
-            if k == len(steps) or steps[k] - steps[start] > span or k - start >= 256:
+            if k == len(steps) or steps[k] - steps[start] > span or k - start >= most:
                 groups.append(steps[start:k])
                 start = k
         return groups
@@ -345,9 +348,23 @@ def run(c: DiagonalConfig, rec, workdir=None) -> None:
 
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="diagonal-metrics")
     pending: list = []
+
+    def wait_first() -> None:
+        group, u, v, future = pending.pop(0)
+        while True:
+            try:
+                m = future.result(timeout=0.1)
+                break
+            except TimeoutError:
+                rec.progress(logged / total, "metrics")
+        log_group(group, u, v, m)
+        rec.progress(logged / total, "metrics" if sim.t == c.steps else f"step {sim.t:,} of {c.steps:,}")
+
     try:
         rec.progress(0.0, "training")
         for chunk in sim.chunks(steps):
+            while len(pending) > MAX_PENDING:  # metrics lag behind: wait rather than pile up states
+                wait_first()
             u, v = sim.advance(chunk)
             if path_rows:
                 paths.append((u[:, path_rows], v[:, path_rows]))
@@ -360,15 +377,7 @@ def run(c: DiagonalConfig, rec, workdir=None) -> None:
                 log_group(*pending[0][:3], pending.pop(0)[3].result())
             rec.progress(logged / total, f"step {sim.t:,} of {c.steps:,}")
         while pending:
-            group, u, v, future = pending.pop(0)
-            while True:
-                try:
-                    m = future.result(timeout=0.1)
-                    break
-                except TimeoutError:
-                    rec.progress(logged / total, "metrics")
-            log_group(group, u, v, m)
-            rec.progress(logged / total, "metrics")
+            wait_first()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     for i in sorted(open_runs):
@@ -376,11 +385,11 @@ def run(c: DiagonalConfig, rec, workdir=None) -> None:
     for i, (u, v) in last.items():
         rec.snapshot(ids[i], "beta", u * v)
     if c.plane:
-        _plane(c, data, recorded, ids, path_rows, steps, paths, rec)
+        _plane(c, data, recorded, ids, path_rows, steps, paths, sim.died, rec)
 
 
 # ----------------------------------------------------------------------------- Fig. 3 plane
-def _plane(c: DiagonalConfig, data: Data, recorded, ids, path_rows, steps, paths, rec, grid: int = 60) -> None:
+def _plane(c: DiagonalConfig, data: Data, recorded, ids, path_rows, steps, paths, died, rec, grid: int = 60) -> None:
     """Project the first seed's paths on the plane through w_init spanned by e1 = (w_flow - w_init) and
     e2 = the part of w* - w_init orthogonal to it (w = (u, v), w* = (sqrt(beta*), sqrt(beta*)),
     w_flow = end point of the smallest-step GD run), and the train loss on a grid over that plane."""
@@ -395,10 +404,10 @@ def _plane(c: DiagonalConfig, data: Data, recorded, ids, path_rows, steps, paths
     w_init = np.concatenate([np.full(c.d, c.init_scale), np.zeros(c.d)])
     w_star = np.concatenate([np.sqrt(data.beta_star)] * 2)
     flow_row = path_rows.index(next(row for k, s, row in recorded if k == flow and s == c.first_seed))
-    w_flow = w[-1, flow_row]
-    if not np.isfinite(w_flow).all():
+    if died[path_rows[flow_row]] >= 0:
         rec.snapshot(None, "plane_note", "gradient flow diverged: no plane")
         return
+    w_flow = w[-1, flow_row]
     e1 = w_flow - w_init
     e1 /= np.linalg.norm(e1)
     e2 = (w_star - w_init) - ((w_star - w_init) @ e1) * e1
@@ -406,14 +415,15 @@ def _plane(c: DiagonalConfig, data: Data, recorded, ids, path_rows, steps, paths
     with np.errstate(all="ignore"):
         coords = np.stack([(w - w_init) @ e1, (w - w_init) @ e2], axis=-1)  # (K, rows, 2)
     star = np.array([(w_star - w_init) @ e1, (w_star - w_init) @ e2])
+    drawn = [star[None], np.zeros((1, 2))]
     for i, (_, s, row) in enumerate(recorded):
         if s == c.first_seed:
             path = coords[:, path_rows.index(row)]
-            ok = np.isfinite(path).all(axis=1)
+            ok = np.isfinite(path).all(axis=1) & ((died[row] < 0) | (steps[: len(path)] <= died[row]))
             rec.snapshot(ids[i], "path", path[ok])
             rec.snapshot(ids[i], "path_steps", steps[: len(path)][ok])
-    finite = coords[np.isfinite(coords).all(axis=-1)]
-    pts = np.concatenate([finite, star[None], np.zeros((1, 2))])
+            drawn.append(path[ok])
+    pts = np.concatenate(drawn)
     lo, hi = pts.min(0), pts.max(0)
     pad = 0.1 * (hi - lo) + 1e-3
     a = np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid)
