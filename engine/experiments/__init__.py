@@ -17,6 +17,9 @@ MODULES = {
     "bouncing": "engine.experiments.bouncing",
     "diagonal": "engine.experiments.diagonal",
     "diagonal_edge": "engine.experiments.diagonal_edge",
+    "resnet": "engine.experiments.resnet",
+    "relu1d": "engine.experiments.relu1d",
+    "teacher_student": "engine.experiments.teacher_student",
 }
 
 

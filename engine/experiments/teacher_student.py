@@ -1,0 +1,214 @@
+"""Teacher-student ReLU nets: large steps pull the neurons onto the teacher's directions (Sec. 3.2, Fig. 5, 6, 11).
+
+Inputs x ~ N(0, I_d) scaled to the unit sphere; labels from a teacher net; MSE loss (no 1/2), SGD.
+Two-layer (Fig. 5): d = 2, n = 15, teacher width 3 (unit rows, output weights +-1), student width 20,
+no biases, student init 0.5 N(0,1) and output layer 0. Small steps stay lazy; large steps cluster the
+student's first-layer rows along the teacher directions and generalize better.
+Three-layer (Fig. 6): d = 5, n = 50, teacher widths [2, 2] (N(0,1) weights), student [10, 10] with
+init scale 0.8, biases with PyTorch's default init; longer large-step phases give lower test loss and
+sparser features in both hidden layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from engine import relu_nets as rn
+from engine.config import Config, param
+from engine.experiments import Preset
+from engine.schedules import checkpoint_steps, linear_warmup
+from engine.sparsity import feature_sparsity
+
+TITLE = "Teacher-student ReLU nets: neurons align with the teacher (Fig. 5, 6, 11)"
+
+
+# ----------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class RunSpec(Config):
+    """One SGD schedule: warmup lr -> lr * factor over the first `at` of training, then / decay."""
+
+    name: str = param("run", help="run name")
+    lr: float = param(0.1, 1e-5, 5.0, step=0.005, help="base step size", log=True)
+    warmup_factor: float = param(1.0, 1.0, 100.0, step=0.5, help="warmup to lr * factor (1 = no warmup)")
+    warmup_exponent: float = param(1.0, 0.1, 4.0, step=0.1, help="warmup exponent e: lr (1 + (W-1)(i/N)^e)")
+    at: float = param(1.0, 0.0, 1.0, step=0.01, help="warmup/decay time, as a fraction of training (1 = never)")
+    decay: float = param(1.0, 1.0, 100.0, step=0.1, help="step size divided by this at the end of the warmup")
+    batch_size: int = param(1, 1, 1000, step=1, help="SGD batch size (without replacement within a batch)")
+
+    def schedule(self, steps: int) -> np.ndarray:
+        return linear_warmup(self.lr, steps, self.warmup_factor, self.warmup_exponent, self.at, self.decay)
+
+
+@dataclass(frozen=True)
+class TeacherStudentConfig(Config):
+    run_type: ClassVar = RunSpec
+
+    runs: tuple[RunSpec, ...] = (
+        RunSpec(name="small step", lr=0.13),
+        RunSpec(name="large, decay at 10%", lr=0.455, at=0.1, decay=2.0),
+        RunSpec(name="large, decay at 30%", lr=0.455, at=0.3, decay=4.0),
+        RunSpec(name="large, decay at 50%", lr=0.455, at=0.5, decay=5.0),
+    )
+    depth: int = param(2, choices=(2, 3), help="2: one hidden layer, no biases; 3: two hidden layers with biases")
+    d: int = param(2, 1, 50, step=1, help="input dimension")
+    n: int = param(15, 2, 2000, step=1, help="training points")
+    n_test: int = param(1000, 10, 10000, step=10, help="test points")
+    teacher_width: int = param(3, 1, 50, step=1, help="teacher's hidden width (each hidden layer)")
+    student_width: int = param(20, 1, 200, step=1, help="student's hidden width (each hidden layer)")
+    teacher_scale: float = param(1.0, 0.01, 10.0, step=0.05, help="three-layer teacher: weights N(0,1) * scale")
+    init_scale: float = param(0.5, 0.0, 10.0, step=0.05, help="student hidden layers: weights N(0,1) * scale")
+    output_init: float = param(0.0, 0.0, 10.0, step=0.05, help="student output layer: weights N(0,1) * scale")
+    steps: int = param(14126, 10, 1_000_000, step=1, help="SGD steps (10^4.15 + 1 in Fig. 5)")
+    seed: int = param(0, 0, 10**6, step=1, help="seed of data, teacher, init, sampling and phi's fresh inputs")
+    dtype: str = param("float32", choices=("float32", "float64"), help="training precision")
+    device: str = param("auto", choices=("auto", "cpu", "cuda"), help="where to train (auto: CPU, fastest here)")
+    checkpoints: int = param(200, 10, 2000, step=10, help="evenly spaced checkpoints after the first 100 steps")
+    corr_threshold: float = param(0.99, 0.5, 1.0, step=0.001, help="feature sparsity: correlation threshold c")
+    align_degrees: float = param(10.0, 0.5, 90.0, step=0.5, help="alignment: a neuron within this angle of a teacher")
+    min_norm: float = param(0.1, 0.0, 1.0, step=0.01, help="alignment counts neurons with norm >= this * largest")
+    snapshots: int = param(60, 2, 1000, step=1, help="checkpoints at which neuron positions are stored")
+
+    def check(self) -> None:
+        names = [r.name for r in self.runs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"runs: names must differ, got {names}")
+        for i, r in enumerate(self.runs):
+            if r.batch_size > self.n:
+                raise ValueError(f"runs.{i}.batch_size={r.batch_size} is larger than the n={self.n} training points")
+
+
+Config = TeacherStudentConfig
+
+
+def _fig6_run(name: str, at: float, decay: float) -> RunSpec:
+    return RunSpec(name=name, lr=0.04, warmup_factor=6.0, warmup_exponent=0.5, at=at, decay=decay)
+
+
+PRESETS = {
+    "fig5": Preset(TeacherStudentConfig(),
+                   "two-layer, d = 2: small step 0.13 vs 0.455 decayed at 10/30/50%; neurons align with the teacher"),
+    "fig6": Preset(TeacherStudentConfig(
+        runs=(RunSpec(name="constant 0.011", lr=0.011), _fig6_run("warmup 10%", 0.1, 3.5),
+              _fig6_run("warmup 30%", 0.3, 2.5), _fig6_run("warmup 50%", 0.5, 5.0)),
+        depth=3, d=5, n=50, teacher_width=2, student_width=10, init_scale=0.8, output_init=0.8, steps=10001, seed=5),
+        "three-layer, d = 5: longer large-step phases give lower test loss and sparser features"),
+}
+
+
+# ----------------------------------------------------------------------------- data and nets
+def layouts(c: TeacherStudentConfig) -> tuple[rn.Layout, rn.Layout]:
+    """(teacher, student) layouts."""
+    biases = c.depth == 3
+    return (rn.layout_mlp(c.d, (c.teacher_width,) * (c.depth - 1), biases),
+            rn.layout_mlp(c.d, (c.student_width,) * (c.depth - 1), biases))
+
+
+def _sphere(rng: np.random.Generator, count: int, d: int) -> np.ndarray:
+    x = rng.normal(size=(count, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _gaussian_net(layout: rn.Layout, rng: np.random.Generator, scales: list[float]) -> np.ndarray:
+    """Weights N(0,1) * scale per layer; biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (nn.Linear's default)."""
+    layers = []
+    for k, scale in enumerate(scales):
+        fan_in, fan_out = layout.dims[k], layout.dims[k + 1]
+        bound = 1 / np.sqrt(fan_in)
+        b = rng.uniform(-bound, bound, fan_out) if layout.biases[k] else None
+        layers.append((scale * rng.normal(size=(fan_out, fan_in)), b))
+    return layout.flatten(layers)
+
+
+def teacher(c: TeacherStudentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Two-layer: unit-norm N(0,1) rows and output weights sign(N(0,1)); three-layer: N(0,1) * teacher_scale."""
+    layout = layouts(c)[0]
+    if c.depth == 2:
+        w = rng.normal(size=(c.teacher_width, c.d))
+        return layout.flatten([(w / np.linalg.norm(w, axis=1, keepdims=True), None),
+                               (np.sign(rng.normal(size=(1, c.teacher_width))), None)])
+    return _gaussian_net(layout, rng, [c.teacher_scale] * c.depth)
+
+
+def problem(c: TeacherStudentConfig) -> dict:
+    """Training and test data, teacher and student params, and the fresh inputs of phi."""
+    rng = np.random.default_rng(c.seed)
+    t_layout, s_layout = layouts(c)
+    x, x_test = _sphere(rng, c.n, c.d), _sphere(rng, c.n_test, c.d)
+    t = teacher(c, rng)
+    student = _gaussian_net(s_layout, np.random.default_rng([c.seed, 1]),
+                            [c.init_scale] * (c.depth - 1) + [c.output_init])
+    return dict(x=x, y=rn.predict(t_layout, t, x), x_test=x_test, y_test=rn.predict(t_layout, t, x_test),
+                teacher=t, student=student, directions=t_layout.layers(t)[0][0],
+                fresh=_sphere(np.random.default_rng([c.seed, 2]), s_layout.size, c.d))
+
+
+def projection_basis(directions: np.ndarray, neurons: np.ndarray) -> np.ndarray:
+    """(d, 2) orthonormal basis of the plane of the first two teacher directions (completed by the
+    student neurons' principal directions when the teacher has fewer)."""
+    pcs = np.linalg.svd(neurons - neurons.mean(0), full_matrices=False)[2]
+    q = np.linalg.qr(np.concatenate([directions[:2], pcs, np.eye(neurons.shape[1])]).T)[0]
+    return q[:, :2]
+
+
+def alignment(neurons: np.ndarray, directions: np.ndarray, degrees: float, min_norm: float) -> np.ndarray:
+    """Share of the student neurons (first-layer rows, (C, m, d)) with a norm of at least min_norm times the
+    largest that lie within `degrees` of a teacher direction (first-layer rows of the teacher)."""
+    norms = np.linalg.norm(neurons, axis=-1)
+    big = norms >= min_norm * norms.max(-1, keepdims=True)
+    unit = neurons / np.maximum(norms, 1e-300)[..., None]
+    t = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    close = (unit @ t.T).max(-1) >= np.cos(np.radians(degrees))
+    return (close & big).sum(-1) / np.maximum(big.sum(-1), 1)
+
+
+def metrics(params: np.ndarray, p: dict, c: TeacherStudentConfig) -> list[dict]:
+    """Per param set: train/test loss, NTK rank on the fresh inputs, feature sparsity per hidden layer, alignment."""
+    layout = layouts(c)[1]
+    pres, acts = rn.forward(layout, params, p["x"])
+    loss = ((pres[-1][..., 0] - p["y"]) ** 2).mean(-1)
+    test = ((rn.predict(layout, params, p["x_test"]) - p["y_test"]) ** 2).mean(-1)
+    ranks = rn.ntk_ranks(layout, params, p["fresh"])
+    w1 = layout.layers(params)[0][0]
+    align = alignment(w1, p["directions"], c.align_degrees, c.min_norm)
+    names = ["feature_sparsity"] if c.depth == 2 else [f"feature_sparsity_l{k}" for k in range(1, c.depth)]
+    rows = []
+    for i in range(len(params)):
+        sparsity = [feature_sparsity(a[i], c.corr_threshold) for a in acts[1:]]
+        rows.append(dict(train_loss=loss[i], test_loss=test[i], ntk_rank=ranks[i], alignment=align[i],
+                         **dict(zip(names, sparsity, strict=True))))
+    return rows
+
+
+# ----------------------------------------------------------------------------- run
+def run(c: TeacherStudentConfig, rec, workdir=None) -> None:
+    """Train all runs together from one student init; log metrics at every checkpoint and neuron snapshots."""
+    p = problem(c)
+    layout = layouts(c)[1]
+    dtype = np.float32 if c.dtype == "float32" else np.float64
+    ckpts = checkpoint_steps(c.steps, count=c.checkpoints)
+    shown = set(ckpts[np.unique(np.linspace(0, len(ckpts) - 1, c.snapshots).round().astype(int))].tolist())
+    lrs = np.stack([r.schedule(c.steps) for r in c.runs])
+    idx = rn.batch_indices(c.n, c.steps, [r.batch_size for r in c.runs], c.seed)
+    w_init = layout.layers(p["student"])[0][0]
+    basis = projection_basis(p["directions"], w_init)
+    rec.snapshot(None, "teacher", dict(directions=p["directions"], projection=p["directions"] @ basis, basis=basis,
+                                       d=c.d))
+    rec.snapshot(None, "neurons_init", dict(w=w_init, projection=w_init @ basis))
+    rec.snapshot(None, "schedules", dict(step=ckpts, lr=lrs[:, np.minimum(ckpts, c.steps - 1)]))
+    ids = [rec.add_run(r.name, seed=c.seed, spec=r.to_dict()) for r in c.runs]
+
+    def log_rows(items: list) -> None:
+        rows = metrics(np.stack([q for _, _, q in items]), p, c)
+        for (step, r, q), row in zip(items, rows, strict=True):
+            rec.log(ids[r], step, lr=lrs[r, min(step, c.steps - 1)], **row)
+            if step in shown:
+                w, out = layout.layers(q)[0][0], layout.layers(q)[1][0]
+                rec.snapshot(ids[r], "neurons", dict(w=w, projection=w @ basis,
+                                                     out_norm=np.linalg.norm(out, axis=0)), step=step)
+
+    trainer = rn.train(layout, np.tile(p["student"], (len(ids), 1)).astype(dtype), p["x"], p["y"], idx, lrs, ckpts,
+                       rn.resolve_device(c.device))
+    rn.record(rec, ids, trainer, c.steps, log_rows)
