@@ -204,3 +204,18 @@ def quadratic_forms(e, G):  # pragma: no cover - compiled
             total += a[i] * s
         out[k] = total
     return out
+
+
+def warm_up() -> None:
+    """Load (or, on a fresh machine, compile: ~4 s) every kernel with the argument types training uses, so
+    a page can call this in the background before the first Run."""
+    d, n = 2, 3
+    X, y = np.ones((n, d)), np.ones(n)
+    rows = 3
+    ints = np.zeros(rows, dtype=np.int64)
+    advance(np.zeros((rows, d)), np.zeros((rows, d)), X, y, np.array([SGD, GD, SDE], dtype=np.int64),
+            np.array([1, 2, 1], dtype=np.int64), np.zeros((1, 2)), ints, ints, np.zeros((1, 4), dtype=np.int64),
+            ints, np.zeros((1, 2 * n)), np.zeros(rows), 0, np.array([2], dtype=np.int64),
+            np.empty((1, rows, d)), np.empty((1, rows, d)), np.ones(rows, dtype=np.bool_), np.full(rows, -1))
+    residual_losses(np.zeros((1, d)), X, y)
+    quadratic_forms(np.zeros((1, d)), np.eye(d))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from engine import schedules
+from engine import diagonal_kernels, schedules
 from engine.diagonal_kernels import GD, SDE, SGD
 from engine.experiments import diagonal, diagonal_edge
 from engine.recording import Cancelled, Recorder
@@ -116,6 +116,18 @@ def test_results_do_not_depend_on_chunking_or_on_other_rows():
     u3, _ = sim.advance(np.array([3000]))
     assert np.array_equal(u3[0, 0], u1[0, [i for i, a in enumerate(rows.algo) if a == SDE][1]])
     assert {SGD, GD, SDE} == set(rows.algo)
+
+
+def test_each_kernel_compiles_once():
+    """Training, the edge finder and warm_up() call the kernels with one set of argument types, so a page's
+    warm-up (or numba's disk cache) covers every later run: no hidden multi-second compile on a Run."""
+    diagonal_kernels.warm_up()
+    runs = (diagonal.DiagonalRun("a", "SGD", 0.2), diagonal.DiagonalRun("b", "SGD", 0.2, batch_size=2),
+            diagonal.DiagonalRun("c", "GD", 0.5), diagonal.DiagonalRun("d", "SDE", 0.2))
+    run_config(FIG3.replace(steps=301, runs=runs, plane=False))
+    diagonal.find_edge(FIG3, 0, seeds=1, steps=101)
+    entry_points = (diagonal_kernels.advance, diagonal_kernels.residual_losses, diagonal_kernels.quadratic_forms)
+    assert [len(k.signatures) for k in entry_points] == [1, 1, 1]
 
 
 def test_sde_noise_matches_sgd_noise_at_the_loss_level():
