@@ -1,0 +1,430 @@
+"""ResNets on CIFAR: large step sizes learn sparse features (paper Sec. 3.3, Fig. 1, 7, 12, 13, 14).
+
+CIFAR-layout ResNet-18/34 trained with SGD, batch 256, cross-entropy, under the paper's schedules as
+functions of progress t = iteration / iterations: constant; exponential warmup lr0 1.05**(100 t)
+until s, then /10 until 0.9, then /100 ("plain"); or lr until s, /10 until 0.9, /100 ("step", the
+state-of-the-art schedule). Setting "plain" has no momentum, weight decay or augmentation; "sota"
+has momentum 0.9, weight decay 5e-4, random crop (pad 4) and horizontal flip. Every `eval_every`
+iterations: train loss/error on a few batches, test error, feature sparsity (c = 0.95, rows not
+normalized, <= 1000 random units) at the end of super-blocks 1-4, filters and distance from init.
+
+GPU path: data resident on the device as uint8 and augmented there, bf16 autocast, channels_last,
+optional torch.compile; the CPU path is the same code in float32. A run saves model, optimizer,
+RNG state and its history every epoch in `workdir`, and the same config resumes from there.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine import cifar, schedules
+from engine.config import Config, param
+from engine.experiments import Preset
+from engine.recording import Recorder
+from engine.resnet import DEPTHS, ResNet, block_shapes, resnet
+from engine.sparsity import feature_sparsity
+
+TITLE = "ResNets on CIFAR: large step sizes learn sparse features (Fig. 1, 7, 12, 13, 14)"
+SCHEDULES = ("constant", "exp-warmup", "step")
+SETTINGS = {"plain": dict(momentum=0.0, weight_decay=0.0, augment=False),
+            "sota": dict(momentum=0.9, weight_decay=5e-4, augment=True)}
+SPARSITY_THRESHOLD, SPARSITY_UNITS = 0.95, 1000
+FILTER_LAYERS = ("conv1", "layers.1.0.conv1")  # the stem and the first conv of super-block 2 (Fig. 12)
+
+
+# ----------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class RunSpec(Config):
+    name: str = param("small", help="run name shown in legends")
+    schedule: str = param("constant", choices=SCHEDULES,
+                          help="constant; exp-warmup: lr 1.05^(100 t) until s, /10 until 0.9, /100; step: lr until s, "
+                               "/10 until 0.9, /100")
+    lr: float = param(0.01, 1e-5, 10.0, step=0.001, log=True, help="step size (the start of the warmup for exp-warmup)")
+    at: float = param(1.0, 0.0, 1.0, step=0.05, help="warmup end / first decay, as a fraction s of training")
+    base: float = param(1.05, 1.0, 1.2, step=0.005, help="exp-warmup growth: lr * base^(100 t)")
+    seed: int = param(0, 0, 10**6, step=1, help="seed of the init, the batch order and the augmentation")
+
+
+def _runs(small: float, large: float, large_schedule: str) -> tuple[RunSpec, ...]:
+    """The paper's group: a small constant step and a large one decayed at 10/30/50%."""
+    return (RunSpec("small", "constant", small),
+            *(RunSpec(f"large, {int(s * 100)}%", large_schedule, large, s) for s in (0.1, 0.3, 0.5)))
+
+
+@dataclass(frozen=True)
+class ResNetConfig(Config):
+    dataset: str = param("cifar10", choices=cifar.DATASETS, help="cifar10 | cifar100 (from the data folder) | digits "
+                                                                 "(bundled with scikit-learn, offline)")
+    data_dir: str = param("", help="folder holding CIFAR, inside the data root ('' = the root itself)")
+    model: str = param("resnet18", choices=tuple(DEPTHS), help="ResNet-18 [2,2,2,2] or ResNet-34 [3,4,6,3]")
+    width: int = param(64, 2, 128, step=2, help="channels of the stem and super-block 1 (doubling after)")
+    setting: str = param("plain", choices=tuple(SETTINGS), help="plain: no momentum, weight decay or augmentation; "
+                                                               "sota: momentum 0.9, wd 5e-4, crop + flip")
+    epochs: int = param(100, 1, 400, step=1, help="epochs per run")
+    batch_size: int = param(256, 8, 2048, step=8, help="SGD batch size")
+    eval_every: int = param(200, 1, 100_000, step=10, help="iterations between metric checkpoints")
+    seeds: int = param(1, 1, 5, step=1, help="seeds per run (seed, seed+1, ...)")
+    sparsity_images: int = param(10_000, 64, 50_000, step=64, help="training images for feature sparsity")
+    train_eval_batches: int = param(4, 1, 64, step=1, help="batches for the train loss / error checkpoints")
+    device: str = param("auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when present")
+    compile: bool = param(False, help="torch.compile the training forward (CUDA; slower start, faster steps)")
+    runs: tuple[RunSpec, ...] = field(default=_runs(0.01, 0.75, "exp-warmup"))
+
+    run_type: ClassVar = RunSpec
+
+    def check(self) -> None:
+        names = [r.name for r in self.runs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"runs: names must differ, got {names}")
+        if self.dataset == "digits" and self.batch_size > cifar.DIGITS_TRAIN:
+            raise ValueError(f"batch_size={self.batch_size} is above the {cifar.DIGITS_TRAIN} training digits")
+
+    @property
+    def optim(self) -> dict:
+        """momentum, weight_decay and augment of the setting."""
+        return SETTINGS[self.setting]
+
+
+Config = ResNetConfig
+
+_CIFAR = dict(model="resnet18", width=64, epochs=100, batch_size=256, eval_every=200, sparsity_images=10_000,
+              device="cuda")
+PRESETS = {
+    "cpu-demo": Preset(ResNetConfig(dataset="digits", width=8, epochs=12, batch_size=64, eval_every=10,
+                                    sparsity_images=1348, train_eval_batches=4, device="auto",
+                                    runs=_runs(0.01, 0.75, "exp-warmup")),
+                       "digits, ResNet-18 width 8, 12 epochs, plain: finishes in minutes on a CPU"),
+    "fig7-plain": Preset(ResNetConfig(dataset="cifar10", setting="plain", runs=_runs(0.01, 0.75, "exp-warmup"),
+                                      **_CIFAR),
+                         "Fig. 7 left: ResNet-18, CIFAR-10, plain SGD; 0.01 vs 0.75 exp-warmup to 10/30/50% (GPU)"),
+    "fig7-sota": Preset(ResNetConfig(dataset="cifar10", setting="sota", runs=_runs(0.002, 0.05, "step"), **_CIFAR),
+                        "Fig. 7 right: ResNet-18, CIFAR-10, momentum + wd + augmentation; 0.002 vs 0.05 (GPU)"),
+    "fig13": Preset(ResNetConfig(dataset="cifar100", setting="plain", runs=_runs(0.01, 0.75, "exp-warmup"),
+                                 **{**_CIFAR, "model": "resnet34"}),
+                    "Fig. 13 left: ResNet-34, CIFAR-100, plain SGD (GPU)"),
+    "fig13-sota": Preset(ResNetConfig(dataset="cifar100", setting="sota", runs=_runs(0.002, 0.05, "step"),
+                                      **{**_CIFAR, "model": "resnet34"}),
+                         "Fig. 13 right: ResNet-34, CIFAR-100, momentum + wd + augmentation (GPU)"),
+}
+
+
+def lane(config: ResNetConfig) -> str:
+    """Every ResNet job queues in the long lane (one at a time on the one GPU)."""
+    return "long"
+
+
+def lr_schedule(spec: RunSpec, iterations: int) -> np.ndarray:
+    """The step size of each iteration, from progress t = iteration / iterations."""
+    t = np.arange(iterations) / iterations
+    if spec.schedule == "constant":
+        return schedules.constant(spec.lr, iterations)
+    if spec.schedule == "exp-warmup":
+        return schedules.exp_warmup(spec.lr, t, spec.at, base=spec.base)
+    return schedules.piecewise(spec.lr, t, spec.at)
+
+
+def decay_steps(spec: RunSpec, iterations: int) -> list[int]:
+    """Iterations at which the schedule drops (for the charts' markers)."""
+    return [] if spec.schedule == "constant" else sorted({int(math.ceil(spec.at * iterations)),
+                                                           int(math.ceil(0.9 * iterations))})
+
+
+def pick_device(name: str) -> torch.device:
+    """auto -> cuda when present; cuda without a GPU is a clear error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda but no CUDA GPU is available here: use device=auto or cpu "
+                           "(and the cpu-demo preset for a small run)")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+# ----------------------------------------------------------------------------- data on the device
+class DeviceData:
+    """The data set resident on the training device as uint8, with fixed evaluation subsets and
+    augmentation done there (no per-batch host-to-device copies)."""
+
+    def __init__(self, data: cifar.ImageData, device: torch.device, c: ResNetConfig):
+        self.device, self.num_classes, self.shape = device, data.num_classes, data.shape
+        self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
+        self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
+        self.pad = max(1, self.shape[-1] // 8)  # 4 pixels on 32x32 CIFAR
+        order = torch.randperm(len(self.train_y), generator=torch.Generator().manual_seed(0)).to(device)
+        self.eval_idx = order[: min(c.train_eval_batches * c.batch_size, len(order))]
+        self.sparsity_idx = order[: min(c.sparsity_images, len(order))]
+        self.channels_last = device.type == "cuda"
+
+    def inputs(self, x_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float in [0, 1] (channels_last on CUDA)."""
+        x = x_u8.float().div_(255)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Random crop after zero padding by `pad` and a horizontal flip, in one gather."""
+        n, c, h, w = x.shape
+        p, dev = self.pad, x.device
+        dy, dx = torch.randint(0, 2 * p + 1, (2, n, 1), device=dev, generator=gen)
+        flip = torch.rand(n, 1, device=dev, generator=gen) < 0.5
+        rows = dy + torch.arange(h, device=dev)
+        cols = dx + torch.arange(w, device=dev)
+        cols = torch.where(flip, cols.flip(1), cols)
+        xp = F.pad(x, (p, p, p, p))
+        return xp[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+    def batches(self, batch_size: int, gen: torch.Generator, augment: bool):
+        """One epoch of shuffled training batches (the last partial batch dropped)."""
+        perm = torch.randperm(len(self.train_y), device=self.device, generator=gen)
+        for i in range(len(perm) // batch_size):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            x = self.train_x[idx]
+            yield self.inputs(self.augment(x, gen) if augment else x), self.train_y[idx]
+
+
+# ----------------------------------------------------------------------------- metrics
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def loss_and_error(model: ResNet, data: DeviceData, x: torch.Tensor, y: torch.Tensor, rec: Recorder,
+                   batch: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and error rate of `model` (eval mode) on uint8 images x."""
+    loss = torch.zeros((), device=x.device)
+    wrong = torch.zeros((), device=x.device)
+    for i in range(0, len(y), batch):
+        with _autocast(data.device):
+            logits = model(data.inputs(x[i:i + batch])).float()
+        loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum")
+        wrong += (logits.argmax(1) != y[i:i + batch]).sum()
+        rec.progress(rec.data["progress"])  # cancel point
+    return float(loss) / len(y), float(wrong) / len(y)
+
+
+def pick_units(model_name: str, width: int, shape: tuple[int, int, int], seed: int) -> list[tuple]:
+    """Per super-block, at most 1000 random units (channel, row, column) of the flattened C*H*W output."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    out = []
+    for c, h, w in block_shapes(model_name, width, shape[-1]):
+        flat = torch.randperm(c * h * w, generator=gen)[:SPARSITY_UNITS].sort().values
+        out.append((flat // (h * w), flat // w % h, flat % w))
+    return out
+
+
+@torch.no_grad()
+def block_sparsity(model: ResNet, data: DeviceData, units: list[tuple], rec: Recorder, batch: int = 1000) -> list:
+    """Feature sparsity (c = 0.95, rows not normalized) of each super-block's output on the sparsity images."""
+    picked = [[] for _ in units]
+    idx = data.sparsity_idx
+    units = [tuple(t.to(data.device) for t in u) for u in units]
+    for i in range(0, len(idx), batch):
+        with _autocast(data.device):
+            _, blocks = model(data.inputs(data.train_x[idx[i:i + batch]]), return_blocks=True)
+        for acc, out, (ch, r, col) in zip(picked, blocks, units, strict=True):
+            acc.append(out[:, ch, r, col].float())
+        rec.progress(rec.data["progress"])
+    return [feature_sparsity(torch.cat(acc), SPARSITY_THRESHOLD, normalize_rows=False) for acc in picked]
+
+
+def filters(model: ResNet, init: dict[str, torch.Tensor]) -> dict:
+    """Fig. 12: the stem's filters (out x in x 3 x 3) and 16 x 16 kernels of a later conv, at init and now."""
+    weights = dict(model.named_parameters())
+    out = {}
+    for name in FILTER_LAYERS:
+        now, first = weights[f"{name}.weight"], init[f"{name}.weight"]
+        keep = (slice(None), slice(None)) if name == "conv1" else (slice(0, 16), slice(0, 16))
+        out[name] = dict(init=first[keep].float().cpu().numpy(), now=now[keep].detach().float().cpu().numpy())
+    return out
+
+
+def distance_from_init(model: ResNet, init: dict[str, torch.Tensor]) -> dict[str, float]:
+    """||W - W0|| / ||W0|| of each conv and linear weight."""
+    weights = dict(model.named_parameters())
+    dists = [((weights[k] - w0).norm() / w0.norm()) for k, w0 in init.items()]
+    return dict(zip(init, torch.stack(dists).tolist(), strict=True))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _cpu(obj):
+    """A copy of a (nested) state with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash mid-save leaves the previous epoch's file
+
+
+def _replay(rec: Recorder, run: int, saved: dict) -> None:
+    """Put a saved run's history and snapshots back into the recorder."""
+    hist = saved["history"]
+    for i, step in enumerate(hist["step"]):
+        rec.log(run, step, **{k: col[i] for k, col in hist.items() if k != "step"})
+    for key, value in saved["snapshots"].items():
+        if isinstance(value, list) and value and isinstance(value[0], dict) and set(value[0]) == {"step", "value"}:
+            for item in value:
+                rec.snapshot(run, key, item["value"], step=item["step"])
+        else:
+            rec.snapshot(run, key, value)
+
+
+# ----------------------------------------------------------------------------- training
+class Training:
+    """One run (a schedule and a seed): model, optimizer, device RNG, and its place in the job."""
+
+    def __init__(self, c: ResNetConfig, spec: RunSpec, seed: int, data: DeviceData, rec: Recorder, run: int,
+                 path: Path | None, offset: int, total: int):
+        self.c, self.spec, self.seed, self.data, self.rec, self.run, self.path = c, spec, seed, data, rec, run, path
+        self.offset, self.total = offset, total  # iterations of the job before this run, and in all
+        dev = data.device
+        self.model = resnet(c.model, data.num_classes, c.width, data.shape[0], seed).to(dev)
+        if data.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.init = {k: v.detach().clone() for k, v in self.model.named_parameters() if v.ndim > 1}
+        o = c.optim
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=spec.lr, momentum=o["momentum"],
+                                   weight_decay=o["weight_decay"], **({"fused": True} if dev.type == "cuda" else {}))
+        self.forward = torch.compile(self.model) if c.compile else self.model
+        self.gen = torch.Generator(device=dev).manual_seed(seed)
+        self.per_epoch = len(data.train_y) // c.batch_size
+        self.iterations = self.per_epoch * c.epochs
+        self.lrs = lr_schedule(spec, self.iterations)
+        self.units = pick_units(c.model, c.width, data.shape, seed)
+        self.epoch = 0
+        self.loss_buf = torch.zeros(max(c.eval_every, self.per_epoch) + 1, device=dev)
+        self._writer: threading.Thread | None = None
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a saved epoch."""
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["opt"])
+        self.gen.set_state(saved["gen"])
+        self.epoch = saved["epoch"]
+        _replay(self.rec, self.run, saved["run"])
+
+    def save(self, done: bool = False) -> None:
+        """Write this run's state; the write of an epoch overlaps the next epoch's training."""
+        if self.path is None:
+            return
+        record = self.rec.view()["runs"][self.run]
+        state = dict(epoch=self.epoch, run=record, done=done)
+        if not done:  # a finished run needs only its history: keep the cache small
+            state.update(_cpu(dict(model=self.model.state_dict(), opt=self.opt.state_dict(), gen=self.gen.get_state())))
+        if self._writer is not None:
+            self._writer.join()
+        self._writer = threading.Thread(target=_save, args=(self.path, state), daemon=True)
+        self._writer.start()
+        if done:
+            self._writer.join()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        with _autocast(self.data.device):
+            loss = F.cross_entropy(self.forward(x).float(), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def evaluate(self, it: int, images_per_s: float | None) -> dict:
+        """Every metric of one checkpoint, logged at iteration `it`."""
+        m, d = self.model, self.data
+        m.eval()
+        train_loss, train_error = loss_and_error(m, d, d.train_x[d.eval_idx], d.train_y[d.eval_idx], self.rec)
+        row = dict(train_loss=train_loss, train_error=train_error)
+        if math.isfinite(train_loss):
+            test_loss, test_error = loss_and_error(m, d, d.test_x, d.test_y, self.rec)
+            sparsity = block_sparsity(m, d, self.units, self.rec)
+            row.update(test_loss=test_loss, test_error=test_error,
+                       **{f"sparsity_block{i + 1}": s for i, s in enumerate(sparsity)})
+            self.rec.snapshot(self.run, "filters", dict(step=it, layers=filters(m, self.init)))
+            self.rec.snapshot(self.run, "distance_from_init", distance_from_init(m, self.init), step=it)
+        m.train()
+        lr = float(self.lrs[min(it, self.iterations - 1)])
+        self.rec.log(self.run, it, **row, lr=lr, epoch=it / self.per_epoch, images_per_s=images_per_s)
+        return row
+
+    def train(self) -> tuple[str, str]:
+        """Train from the current epoch to the end; (status, message)."""
+        c, rec = self.c, self.rec
+        it = self.epoch * self.per_epoch
+        if it == 0:
+            self.evaluate(0, None)
+        self.model.train()
+        clock, images, n_buf, buf_start, rate = time.perf_counter(), 0, 0, it, None
+        for epoch in range(self.epoch, c.epochs):
+            for x, y in self.data.batches(c.batch_size, self.gen, c.optim["augment"]):
+                self.loss_buf[n_buf].copy_(self.step(x, y, float(self.lrs[it])))  # no host sync per step
+                it, n_buf, images = it + 1, n_buf + 1, images + len(y)
+                speed = f", {rate:,.0f} images/s" if rate else ""
+                rec.progress((self.offset + it) / self.total,
+                             f"{self.rec.data['runs'][self.run]['name']}: epoch {epoch + 1}/{c.epochs}, "
+                             f"iteration {it}/{self.iterations}{speed}")
+                checkpoint = it % c.eval_every == 0 or it == self.iterations
+                if checkpoint or n_buf == len(self.loss_buf):
+                    losses = self.loss_buf[:n_buf].cpu().numpy()  # the one host sync between checkpoints
+                    bad = np.flatnonzero(~np.isfinite(losses))
+                    if bad.size:
+                        step = buf_start + int(bad[0])
+                        rec.log(self.run, step, train_loss=float("nan"), lr=float(self.lrs[step]),
+                                epoch=step / self.per_epoch)
+                        return "diverged", f"the training loss became non-finite at iteration {step}"
+                    n_buf, buf_start = 0, it
+                if checkpoint:
+                    rate = images / (time.perf_counter() - clock)
+                    row = self.evaluate(it, rate)
+                    if not math.isfinite(row["train_loss"]):
+                        return "diverged", f"the loss became non-finite by iteration {it}"
+                    clock, images = time.perf_counter(), 0
+            self.epoch = epoch + 1
+            paused = time.perf_counter()
+            self.save()
+            clock += time.perf_counter() - paused  # saving is not training time
+        return "done", ""
+
+
+def run(c: ResNetConfig, rec: Recorder, workdir: str | Path | None = None) -> None:
+    """Train every run of the group one after the other, resuming from `workdir` when it holds epochs."""
+    device = pick_device(c.device)
+    data = DeviceData(cifar.load(c.dataset, c.data_dir), device, c)
+    work = Path(workdir) if workdir is not None else None
+    plan = [(spec, spec.seed + k) for spec in c.runs for k in range(c.seeds)]
+    per_run = (len(data.train_y) // c.batch_size) * c.epochs
+    if per_run == 0:
+        raise ValueError(f"batch_size={c.batch_size} is above the {len(data.train_y)} training images")
+    rec.snapshot(None, "setup", dict(device=str(device), iterations=per_run, iterations_per_epoch=per_run // c.epochs,
+                                     train_images=len(data.train_y), test_images=len(data.test_y),
+                                     image_shape=list(data.shape), **c.optim))
+    for k, (spec, seed) in enumerate(plan):
+        name = spec.name if c.seeds == 1 else f"{spec.name} (seed {seed})"
+        idx = rec.add_run(name, seed=seed, spec=spec.to_dict())
+        rec.snapshot(idx, "decay_steps", decay_steps(spec, per_run))
+        path = work / f"run{k}.pt" if work is not None else None
+        saved = torch.load(path, map_location="cpu", weights_only=False) if path and path.exists() else None
+        if saved is not None and saved["done"]:
+            _replay(rec, idx, saved["run"])
+            rec.finish_run(idx, saved["run"]["status"], saved["run"]["message"])
+            continue
+        training = Training(c, spec, seed, data, rec, idx, path, k * per_run, len(plan) * per_run)
+        if saved is not None:
+            training.restore(saved)
+            rec.snapshot(idx, "resumed_from_epoch", training.epoch)
+        status, message = training.train()
+        rec.finish_run(idx, status, message)
+        training.save(done=True)

@@ -1,0 +1,274 @@
+"""ResNet experiment (EXPERIMENTS section 5): model shapes, schedules, data loading, and a small CPU run
+that trains, records every metric, is cached, cancels cleanly and resumes from its saved epoch.
+
+About 40 s on the 2-core dev machine (most of it the three small training jobs).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from engine import cifar
+from engine.experiments import resnet as R
+from engine.jobs import JobManager
+from engine.resnet import block_shapes, resnet
+from engine.store import Store
+
+METRICS = ["train_loss", "train_error", "test_loss", "test_error", "lr", "epoch", "images_per_s",
+           *(f"sparsity_block{i}" for i in range(1, 5))]
+
+
+def tiny(**changes) -> R.ResNetConfig:
+    """A cpu-demo-shaped config small enough for CI: digits, width 4, 2 epochs of 21 steps, two runs."""
+    base = R.PRESETS["cpu-demo"].config.replace(
+        width=4, epochs=2, eval_every=10, sparsity_images=256, device="cpu",
+        runs=(R.RunSpec("small", "constant", 0.05), R.RunSpec("large, 50%", "exp-warmup", 0.3, 0.5)))
+    return base.replace(**changes)
+
+
+# ----------------------------------------------------------------------------- model
+@pytest.mark.parametrize("name, blocks, params", [("resnet18", [2, 2, 2, 2], 11_173_962),
+                                                  ("resnet34", [3, 4, 6, 3], 21_282_122)])
+def test_model_matches_the_cifar_layout(name, blocks, params):
+    # The standard CIFAR ResNet-18/34 at width 64 with 10 classes have exactly these parameter counts.
+    model = resnet(name, 10, 64)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert [len(layer) for layer in model.layers] == blocks
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    # Kaiming-normal fan_out: std sqrt(2 / (out_channels * 9)).
+    w = model.layers[3][0].conv2.weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (512 * 9)), rel=0.02)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+@pytest.mark.parametrize("channels, size", [(3, 32), (1, 16)])
+def test_block_outputs_have_the_right_shapes(name, channels, size):
+    model = resnet(name, 100, width=8, in_channels=channels).eval()
+    with torch.no_grad():
+        logits, blocks = model(torch.rand(2, channels, size, size), return_blocks=True)
+        plain = model(torch.rand(2, channels, size, size))
+    assert logits.shape == plain.shape == (2, 100)
+    s = size
+    assert [tuple(b.shape[1:]) for b in blocks] == [(8, s, s), (16, s // 2, s // 2), (32, s // 4, s // 4),
+                                                    (64, s // 8, s // 8)]
+    assert [tuple(b.shape[1:]) for b in blocks] == block_shapes(name, 8, size)
+    assert all(b.min() >= 0 for b in blocks)  # post-ReLU
+
+
+def test_init_is_a_function_of_the_seed():
+    a, b, c = resnet("resnet18", 10, 8, seed=1), resnet("resnet18", 10, 8, seed=1), resnet("resnet18", 10, 8, seed=2)
+    assert torch.equal(a.conv1.weight, b.conv1.weight) and torch.equal(a.linear.bias, b.linear.bias)
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+
+
+# ----------------------------------------------------------------------------- schedules
+def test_schedules_match_hand_values():
+    n = 1000
+    warm = R.lr_schedule(R.RunSpec("l", "exp-warmup", 0.75, 0.3), n)
+    assert warm[0] == pytest.approx(0.75)
+    assert warm[100] == pytest.approx(1.2216710)              # 0.75 * 1.05**10 at t = 0.1
+    assert warm[299] == pytest.approx(0.75 * 1.05**29.9)      # last warmup step
+    assert warm[300] == pytest.approx(0.32414568)             # 0.75 * 1.05**30 / 10
+    assert warm[899] == pytest.approx(0.32414568)
+    assert warm[900] == pytest.approx(0.032414568)            # / 100 from t = 0.9
+    step = R.lr_schedule(R.RunSpec("s", "step", 0.05, 0.5), n)
+    assert (step[499], step[500], step[899], step[900]) == pytest.approx((0.05, 0.005, 0.005, 0.0005))
+    assert np.all(R.lr_schedule(R.RunSpec("c", "constant", 0.01), n) == 0.01)
+    assert R.decay_steps(R.RunSpec("l", "exp-warmup", 0.75, 0.3), n) == [300, 900]
+    assert R.decay_steps(R.RunSpec("c"), n) == []
+
+
+def test_presets_are_the_papers_settings():
+    plain, sota = R.PRESETS["fig7-plain"].config, R.PRESETS["fig7-sota"].config
+    assert [(r.schedule, r.lr, r.at) for r in plain.runs] == [("constant", 0.01, 1.0), ("exp-warmup", 0.75, 0.1),
+                                                              ("exp-warmup", 0.75, 0.3), ("exp-warmup", 0.75, 0.5)]
+    assert [(r.schedule, r.lr) for r in sota.runs][::3] == [("constant", 0.002), ("step", 0.05)]
+    assert sota.optim == dict(momentum=0.9, weight_decay=5e-4, augment=True)
+    assert plain.optim == dict(momentum=0.0, weight_decay=0.0, augment=False)
+    assert (plain.batch_size, plain.epochs, plain.width, plain.eval_every) == (256, 100, 64, 200)
+    assert R.PRESETS["fig13"].config.model == "resnet34" and R.PRESETS["fig13"].config.dataset == "cifar100"
+    assert next(iter(R.PRESETS)) == "cpu-demo" and R.PRESETS["cpu-demo"].config.dataset == "digits"
+    assert R.lane(plain) == "long"
+    with pytest.raises(ValueError, match="width=1"):
+        plain.replace(width=1)
+
+
+def test_augmentation_is_a_padded_crop_or_its_mirror():
+    data = R.DeviceData(cifar.load_digits(), torch.device("cpu"), tiny())
+    x = data.train_x[:32]
+    out = data.augment(x, torch.Generator().manual_seed(0))
+    p = data.pad
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    flipped = 0
+    for i in range(len(x)):
+        windows = {(dy, dx, f) for dy in range(2 * p + 1) for dx in range(2 * p + 1) for f in (0, 1)
+                   if torch.equal(out[i], (lambda w: w.flip(-1) if f else w)(padded[i, :, dy:dy + 16, dx:dx + 16]))}
+        assert windows, f"image {i} is not a crop of the padded image"
+        flipped += all(f for _, _, f in windows)
+    assert 4 <= flipped <= 28  # about half are mirrored
+
+
+# ----------------------------------------------------------------------------- data
+def _write_cifar(folder, sub, files, label_key, n=4, classes=10):
+    """Pickled batches in the layout torchvision's CIFAR10/CIFAR100 read; pixel (c, 0, 0) of image k is k + c."""
+    d = folder / sub
+    d.mkdir(parents=True)
+    k = 0
+    for name in files:
+        data = np.zeros((n, 3 * 32 * 32), dtype=np.uint8)
+        for j in range(n):
+            data[j, [0, 1024, 2048]] = [k + j, k + j + 1, k + j + 2]
+        with open(d / name, "wb") as fh:
+            pickle.dump({"data": data, label_key: [(k + j) % classes for j in range(n)], "batch_label": name}, fh)
+        k += n
+    return d
+
+
+def test_a_cifar10_folder_in_torchvisions_format_loads(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    batches = _write_cifar(root / "mine", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] +
+                           ["test_batch"], "labels")
+    data = cifar.load("cifar10", "mine", root=root)
+    assert data.train_x.shape == (20, 3, 32, 32) and data.test_x.shape == (4, 3, 32, 32)
+    assert data.train_x.dtype == torch.uint8 and data.num_classes == 10
+    assert data.train_x[5, :, 0, 0].tolist() == [5, 6, 7] and data.train_y[7].item() == 7
+    # torchvision reads the very same files (its md5 check skipped: these are not the real batches).
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_load_meta", lambda self: None)
+    tv = torchvision.datasets.CIFAR10(str(root / "mine"), train=True, download=False)
+    assert np.array_equal(tv.data, data.train_x.permute(0, 2, 3, 1).numpy()) and tv.targets == data.train_y.tolist()
+    assert cifar.available("cifar10", "mine", root=root) and cifar.load("cifar10", str(batches), root=root)
+
+
+def test_a_cifar100_folder_loads_fine_labels(tmp_path):
+    root = tmp_path / "data"
+    _write_cifar(root, "cifar-100-python", ["train", "test"], "fine_labels", n=6, classes=100)
+    data = cifar.load("cifar100", root=root)
+    assert data.num_classes == 100 and data.train_x.shape == (6, 3, 32, 32)
+    assert data.test_y.tolist() == list(range(6, 12))
+
+
+def test_missing_or_outside_folders_give_clear_errors(tmp_path):
+    root = tmp_path / "data"
+    (root / "empty").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cifar.load("cifar10", "nope", root=root)
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py/data_batch_1"):
+        cifar.load("cifar10", "empty", root=root)
+    for outside in ("../elsewhere", str(tmp_path / "elsewhere"), "link", "/etc"):
+        with pytest.raises(ValueError, match="outside the data root"):
+            cifar.load("cifar10", outside, root=root)
+    assert not cifar.available("cifar10", "empty", root=root) and cifar.available("digits")
+
+
+def test_download_without_network_says_so(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ConnectionError, match="no network"):
+        cifar.download("cifar10", root=tmp_path)
+    assert not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_digits_are_small_offline_images():
+    d = cifar.load_digits()
+    assert d.shape == (1, 16, 16) and len(d.train_y) == cifar.DIGITS_TRAIN == 1348 and len(d.test_y) == 449
+    assert d.train_x.dtype == torch.uint8 and d.train_x.max() == 255
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        R.pick_device("cuda")
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny config trained to the end through the job manager, and the manager's store."""
+    store = Store(tmp_path_factory.mktemp("cache"))
+    job = JobManager(store).submit("resnet", tiny())
+    assert job.wait(300)
+    return store, job.view()
+
+
+def test_a_small_run_trains_and_records_every_metric(finished):
+    _, view = finished
+    assert view["status"] == "done"
+    for r in view["runs"]:
+        h = r["history"]
+        assert r["status"] == "done" and h["step"] == [0, 10, 20, 30, 40, 42]
+        assert all(m in h and all(v is not None for v in h[m][1:]) for m in METRICS)
+        assert h["train_loss"][-1] < 0.7 * h["train_loss"][0]          # the loss falls
+        assert h["epoch"][-1] == 2.0 and h["images_per_s"][-1] > 0
+        assert all(0 < s <= 1 for i in range(1, 5) for s in h[f"sparsity_block{i}"])
+        stem = r["snapshots"]["filters"]["layers"]["conv1"]
+        assert np.shape(stem["init"]) == np.shape(stem["now"]) == (4, 1, 3, 3)
+        assert np.shape(r["snapshots"]["filters"]["layers"]["layers.1.0.conv1"]["now"]) == (8, 4, 3, 3)
+        assert len(r["snapshots"]["distance_from_init"]) == 6
+    small, large = view["runs"]
+    assert small["history"]["lr"] == [0.05] * 6
+    assert large["snapshots"]["decay_steps"] == [21, 38]
+    assert large["history"]["lr"][2] == pytest.approx(0.3 * 1.05 ** (100 * 20 / 42))
+    # Large steps move the weights further from their init than small ones.
+    far = {r["name"]: r["snapshots"]["distance_from_init"][-1]["value"]["conv1.weight"] for r in view["runs"]}
+    assert far["large, 50%"] > far["small"] > 0
+
+
+def test_a_finished_run_comes_from_the_cache(finished):
+    store, view = finished
+    again = JobManager(store).submit("resnet", tiny())
+    assert again.from_cache and again.status == "done"
+    assert again.view()["runs"][1]["final"] == view["runs"][1]["final"]
+
+
+def test_cancel_keeps_the_history_and_a_new_manager_resumes_from_the_saved_epoch(finished, tmp_path):
+    store = Store(tmp_path / "cache")
+    config = tiny()
+    job = JobManager(store).submit("resnet", config)
+    saved = store.workdir(config.key("resnet")) / "run0.pt"
+    deadline = time.time() + 120
+    while not saved.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    job.cancel()
+    assert job.wait(60) and job.status == "cancelled"
+    steps = job.view()["runs"][0]["history"]["step"]
+    assert steps[:3] == [0, 10, 20] and job.view()["runs"][0]["status"] == "cancelled"
+    epoch = torch.load(saved, weights_only=False)["epoch"]
+    assert epoch >= 1
+
+    resumed = JobManager(store).submit("resnet", config)  # the app restarted: a fresh manager, same cache
+    assert resumed.wait(300) and resumed.status == "done"
+    view = resumed.view()
+    assert view["runs"][0]["snapshots"]["resumed_from_epoch"] == epoch
+    for run, reference in zip(view["runs"], finished[1]["runs"], strict=True):
+        assert run["history"]["step"] == [0, 10, 20, 30, 40, 42]
+        # Model, optimizer and RNG state were restored: the same numbers as the uninterrupted run.
+        assert run["final"]["train_loss"] == pytest.approx(reference["final"]["train_loss"], rel=1e-4)
+        assert run["final"]["sparsity_block4"] == pytest.approx(reference["final"]["sparsity_block4"], rel=1e-3)
+
+
+def test_a_blow_up_ends_diverged_and_keeps_its_history():
+    from engine.recording import Recorder
+
+    config = tiny(epochs=1, runs=(R.RunSpec("huge", "exp-warmup", 10.0, 1.0, 1.2),), setting="sota")
+    rec = Recorder("resnet", config.to_dict())
+    R.run(config, rec, None)
+    run = rec.view()["runs"][0]
+    assert run["status"] == "diverged" and "non-finite" in run["message"]
+    assert run["history"]["step"][0] == 0 and run["history"]["train_loss"][0] > 0
+    assert run["history"]["train_loss"][-1] is None and run["history"]["step"][-1] < 21
