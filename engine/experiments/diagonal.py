@@ -444,8 +444,9 @@ def find_edge(c: DiagonalConfig, run_index: int = 0, seeds: int = 3, steps: int 
     seeds from first_seed: a multi-section search (`candidates` step sizes per seed and round, all seeds
     and candidates advancing together in the compiled loop) until each bracket is narrower than `tol`.
     Survival is not monotone in the step size (the bouncing is chaotic); the search follows the first
-    divergence above the last survivor. Returns per-seed edges (largest step seen to survive), their
-    median and spread, and `suggested` = 0.95 x the smallest edge. With capped steps a late divergence can
+    divergence above the last survivor. Returns per-seed `edges` (largest step seen to survive) and
+    `upper` (smallest seen to diverge above it), their `median`, `min`, `max` and `spread`, and
+    `suggested` = 0.95 x the smallest edge. With capped steps a late divergence can
     be missed, so the edge of a longer run can lie lower."""
     t_start = time.time()
     spec = c.runs[run_index]
@@ -496,7 +497,8 @@ def find_edge(c: DiagonalConfig, run_index: int = 0, seeds: int = 3, steps: int 
                 highs[si], hi_known[si] = grid[si, j], True
         rounds.append(dict(lo=lows.tolist(), hi=highs.tolist()))
     edges = lows.copy()
-    return dict(seeds=seed_list, edges=edges.tolist(), median=float(np.median(edges)), min=float(edges.min()),
-                max=float(edges.max()), suggested=float(0.95 * edges.min()), upper=highs.tolist(), steps=steps,
-                tol=tol, run=spec.name, batch_size=spec.batch_size, algorithm=spec.algorithm, rounds=rounds,
-                evaluations=evaluations, seconds=time.time() - t_start)
+    return dict(seeds=seed_list, edges=edges.tolist(), upper=highs.tolist(), median=float(np.median(edges)),
+                min=float(edges.min()), max=float(edges.max()), spread=float(edges.max() - edges.min()),
+                suggested=float(0.95 * edges.min()), steps=steps, tol=tol, run=spec.name,
+                batch_size=spec.batch_size, algorithm=spec.algorithm, rounds=rounds, evaluations=evaluations,
+                seconds=time.time() - t_start)
