@@ -313,12 +313,12 @@ def _train_torch(layout: Layout, params: np.ndarray, x: np.ndarray, y: np.ndarra
     it, lt = torch.as_tensor(idx, device=device), torch.as_tensor(lrs, dtype=dt, device=device)
     alive = torch.ones(len(p), dtype=torch.bool, device=device)
     died = torch.full((len(p),), -1, dtype=torch.int64, device=device)
-    weights = (it >= 0) / (it[:, :1] >= 0).sum(-1, keepdim=True)   # 1 / batch size, 0 on padding
+    weights = (it >= 0).to(dt) / (it[:, :1] >= 0).sum(-1, keepdim=True)   # 1 / batch size, 0 on padding
     it = it.clamp_min(0)
     t = 0
     for stop in checkpoints:
         for s in range(t, int(stop)):
-            new, res = sgd_step(layout, p, xt[it[:, s]], yt[it[:, s]], lt[:, s], weights[:, s].to(dt))
+            new, res = sgd_step(layout, p, xt[it[:, s]], yt[it[:, s]], lt[:, s], weights[:, s])
             ok = alive & ((res.abs() < DIVERGED) | (weights[:, s] == 0)).all(-1)
             died = torch.where(alive & ~ok, s, died)
             alive = ok

@@ -1,0 +1,173 @@
+"""1D two-layer ReLU net (EXPERIMENTS section 3): the net's maths against autograd, and Fig. 4 / Fig. 9.
+
+Fidelity checks run each preset at its seed and the three seeds after it ("preset seed and at least 2 of
+3 other seeds"), with fewer checkpoints than the preset (final values do not depend on them).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine import relu_nets as rn
+from engine.experiments import relu1d
+from engine.recording import Recorder
+
+
+def run_preset(preset: str, **changes) -> dict:
+    config = relu1d.PRESETS[preset].config.replace(**changes)
+    rec = Recorder("relu1d", config.to_dict(), preset)
+    relu1d.run(config, rec)
+    return rec.view()
+
+
+# ----------------------------------------------------------------------------- the net's maths
+def _torch_output(layout: rn.Layout, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The net written with torch.nn.functional, independent of relu_nets.forward."""
+    out = x
+    for k, (w, b) in enumerate(layout.layers(flat)):
+        out = torch.nn.functional.linear(out, w, b)
+        if k < layout.depth - 1:
+            out = torch.relu(out)
+    return out[..., 0]
+
+
+def test_ntk_features_and_ranks_match_autograd_and_a_full_svd() -> None:
+    rng = np.random.default_rng(0)
+    layout = rn.layout_1d(40)
+    params = np.stack([relu1d.init_params(relu1d.Config(width=40, seed=s)) for s in range(3)])
+    params[1, 80:] = 0.0                                                    # output weights all zero
+    params[2, 80::2] = 0.0                                                  # half the neurons mute
+    x = rng.uniform(-1.3, 1.45, layout.size)
+    phi = rn.ntk_features(layout, params, x[:, None])
+    jac = torch.func.vmap(torch.func.jacrev(_torch_output, argnums=1), in_dims=(None, None, 0))
+    for i, p in enumerate(params):
+        want = jac(layout, torch.tensor(p), torch.tensor(x[:, None, None]))[:, 0]
+        np.testing.assert_allclose(phi[i], want.numpy(), atol=1e-12)
+        s = np.linalg.svd(phi[i], compute_uv=False)
+        compressed = np.sort(np.linalg.eigvalsh(rn.gram_1d(p, x)))[::-1]
+        k = len(compressed)
+        # the compressed matrix carries every nonzero singular value of phi, and nothing else
+        np.testing.assert_allclose(compressed, s[:k] ** 2, atol=1e-12 * s[0] ** 2)
+        assert np.all(s[k:] < 1e-9 * s[0])
+        assert rn.ntk_rank([rn.gram_1d(p, x)])[0] == (s / s[0] > 1e-4).sum()
+    # with a = 0 only the relu(w x + b) columns of phi are nonzero: at most one per neuron
+    assert 0 < rn.ntk_rank([rn.gram_1d(params[1], x)])[0] <= 40
+
+
+def test_compiled_sgd_matches_torch_autograd_step_by_step() -> None:
+    """Batch SGD on the MSE from the same init and samples: the compiled loop, the batched numpy/torch
+    step and plain autograd (one run at a time) agree in float64, with mixed batch sizes."""
+    x, y = relu1d.data()
+    layout = rn.layout_1d(30)
+    p0 = np.stack([relu1d.init_params(relu1d.Config(width=30, seed=s)) for s in (1, 2)]) * 0.3
+    steps = 300
+    idx = rn.batch_indices(12, steps, [1, 3], seed=0)
+    lrs = np.stack([np.full(steps, 2e-3), np.linspace(1e-3, 3e-3, steps)])
+    compiled = p0.copy()
+    rn.sgd(layout, compiled, x[:, None], y, idx, lrs, 0, steps, np.ones(2, bool), np.full(2, -1))
+    via_torch = list(rn._train_torch(layout, p0, x[:, None], y, idx, lrs, np.array([steps]), "cpu"))[-1][1]
+    for r in range(2):
+        flat = torch.tensor(p0[r], requires_grad=True)
+        opt = torch.optim.SGD([flat], lr=1.0)
+        for t in range(steps):
+            batch = idx[r, t][idx[r, t] >= 0]
+            for group in opt.param_groups:
+                group["lr"] = lrs[r, t]
+            loss = ((_torch_output(layout, flat, torch.tensor(x[batch, None])) - torch.tensor(y[batch])) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        np.testing.assert_allclose(compiled[r], flat.detach().numpy(), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(via_torch[r], flat.detach().numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_the_presets_schedules_by_hand() -> None:
+    fig4 = relu1d.PRESETS["fig4"].config
+    short, long = (r.schedule(fig4.steps) for r in fig4.runs)
+    n = fig4.steps                                                            # 31623
+    assert short[0] == long[0] == pytest.approx(2e-4)
+    # warmup to 1 + (W - 1)(i / N): at the 2% decay step int(0.02 N) = 632 the factor is 1 + 7 * 632 / N
+    assert short[631] == pytest.approx(2e-4 * (1 + 7 * 631 / n))
+    assert short[632] == short[-1] == pytest.approx(2e-4 * (1 + 7 * 632 / n) / 2.5)
+    assert long[15811] == long[-1] == pytest.approx(2e-4 * (1 + 199 * 15811 / n) / 3.0)
+    assert [r.warmup_factor for r in relu1d.PRESETS["fig9"].config.runs] == [10.0, 250.0]
+
+
+def test_bad_values_are_rejected_with_the_field_name() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        relu1d.RunSpec(batch_size=13)
+    with pytest.raises(ValueError, match="names must differ"):
+        relu1d.Config(runs=(relu1d.RunSpec(name="a"), relu1d.RunSpec(name="a")))
+
+
+def test_a_blow_up_ends_the_run_diverged_and_keeps_its_history() -> None:
+    view = run_preset("fig4", steps=400, runs=(relu1d.RunSpec(name="huge", lr=0.05), relu1d.RunSpec(name="ok")))
+    huge, ok = view["runs"]
+    assert huge["status"] == "diverged" and "diverged at step" in huge["message"]
+    step = int(huge["message"].split("step ")[1].split(":")[0])
+    assert 0 < len(huge["history"]["step"]) and max(huge["history"]["step"]) <= step
+    assert ok["status"] == "done" and ok["history"]["step"][-1] == 400
+    json.dumps(view)                                                           # the result is plain JSON
+    snaps = ok["snapshots"]["predictor"]
+    assert len(snaps[0]["value"]["y"]) == len(view["extras"]["data"]["grid"])
+
+
+# ----------------------------------------------------------------------------- fidelity (Fig. 4, Fig. 9)
+def _fig(preset: str) -> list[dict]:
+    seed = relu1d.PRESETS[preset].config.seed
+    out = []
+    for s in range(seed, seed + 4):
+        view = run_preset(preset, seed=s, checkpoints=60, snapshots=2)
+        runs = {r["name"]: r for r in view["runs"]}
+        out.append(dict(seed=s, short=runs["warmup 2%"], long=runs["warmup 50%"], steps=view["config"]["steps"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fig4() -> list[dict]:
+    return _fig("fig4")
+
+
+@pytest.fixture(scope="module")
+def fig9() -> list[dict]:
+    return _fig("fig9")
+
+
+def _holds(results: list[dict], claim) -> list[bool]:
+    """Whether the claim holds at the preset seed and at least 2 of the 3 other seeds."""
+    ok = [bool(claim(r)) for r in results]
+    return [ok[0], sum(ok[1:]) >= 2]
+
+
+def _stabilizes_then_sparsifies(r: dict) -> bool:
+    hist = r["long"]["history"]
+    steps, loss = np.array(hist["step"]), np.array(hist["train_loss"], dtype=float)
+    plateau = np.median(loss[(steps > 0.25 * r["steps"]) & (steps <= 0.5 * r["steps"])])
+    short, long = r["short"]["final"], r["long"]["final"]
+    return (10**-1.5 <= plateau <= 10**0.5 and long["ntk_rank"] < short["ntk_rank"]
+            and long["feature_sparsity"] < short["feature_sparsity"] and long["kinks"] < short["kinks"])
+
+
+@pytest.mark.slow
+def test_fig4_loss_stabilizes_in_the_warmup_and_the_long_phase_ends_sparser(fig4) -> None:
+    assert _holds(fig4, _stabilizes_then_sparsifies) == [True, True]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: the 2% run ends at train loss 0.137 at the preset seed 3 (numpy "
+                   "init, not the authors' torch one; still decreasing); both runs fit at 18 of seeds 0-23")
+def test_fig4_both_runs_fit(fig4) -> None:
+    assert _holds(fig4, lambda r: r["short"]["final"]["train_loss"] < 1e-2
+                  and r["long"]["final"]["train_loss"] < 1e-2) == [True, True]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: W = 500 s over-regularizes the 50% run (final loss > 0.1) at only "
+                   "3-6 of seeds 0-23 (seed 3: 0.30, but there the 2% run ends at 0.015)")
+def test_fig9_the_long_phase_no_longer_fits(fig9) -> None:
+    assert _holds(fig9, lambda r: r["long"]["final"]["train_loss"] > 0.1
+                  and r["short"]["final"]["train_loss"] < 1e-2) == [True, True]

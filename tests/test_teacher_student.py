@@ -1,0 +1,139 @@
+"""Teacher-student ReLU nets (EXPERIMENTS section 4): NTK and metrics by hand or autograd, Fig. 5 / Fig. 6.
+
+Fidelity checks run each preset at its seed and the three seeds after it, with fewer checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine import relu_nets as rn
+from engine.experiments import teacher_student as ts
+from engine.recording import Recorder
+
+
+def run_preset(preset: str, **changes) -> dict:
+    config = ts.PRESETS[preset].config.replace(**changes)
+    rec = Recorder("teacher_student", config.to_dict(), preset)
+    ts.run(config, rec)
+    return rec.view()
+
+
+# ----------------------------------------------------------------------------- nets and metrics
+@pytest.mark.parametrize("preset", ["fig5", "fig6"])
+def test_ntk_gram_and_rank_match_autograd(preset: str) -> None:
+    c = ts.PRESETS[preset].config
+    p = ts.problem(c)
+    layout = ts.layouts(c)[1]
+    params = p["student"] + np.random.default_rng(0).normal(size=(2, layout.size)) * 0.3
+
+    def output(flat, x):
+        out = x
+        for k, (w, b) in enumerate(layout.layers(flat)):
+            out = torch.nn.functional.linear(out, w, b)
+            out = torch.relu(out) if k < layout.depth - 1 else out
+        return out[0, 0]
+
+    jac = torch.func.vmap(torch.func.jacrev(output), in_dims=(None, 0))
+    grams = rn.ntk_gram(layout, params, p["fresh"])
+    for i in range(2):
+        phi = jac(torch.tensor(params[i]), torch.tensor(p["fresh"][:, None, :])).numpy()
+        np.testing.assert_allclose(rn.ntk_features(layout, params[i], p["fresh"]), phi, atol=1e-12)
+        np.testing.assert_allclose(grams[i], phi @ phi.T, atol=1e-10)
+        s = np.linalg.svd(phi, compute_uv=False)
+        assert rn.ntk_ranks(layout, params[i:i + 1], p["fresh"])[0] == (s / s[0] > 1e-4).sum()
+
+
+def test_alignment_by_hand() -> None:
+    teacher = np.array([[1.0, 0.0], [0.0, 2.0]])
+    deg = np.radians
+    neurons = np.array([[[np.cos(deg(5)), np.sin(deg(5))],       # 5 degrees from the first: aligned
+                         [0.0, -3.0],                             # opposite the second: not aligned
+                         [2 * np.cos(deg(79)), 2 * np.sin(deg(79))],   # 11 degrees from the second
+                         [1e-3, 0.0]]])                           # negligible norm: not counted
+    assert ts.alignment(neurons, teacher, 10.0, 0.1)[0] == pytest.approx(1 / 3)
+    assert ts.alignment(neurons, teacher, 11.5, 0.1)[0] == pytest.approx(2 / 3)
+
+
+def test_data_teacher_and_projection() -> None:
+    c = ts.PRESETS["fig6"].config
+    p = ts.problem(c)
+    np.testing.assert_allclose(np.linalg.norm(p["x"], axis=1), 1.0)
+    assert p["x"].shape == (50, 5) and p["x_test"].shape == (1000, 5) and p["fresh"].shape == (181, 5)
+    basis = ts.projection_basis(p["directions"], ts.layouts(c)[1].layers(p["student"])[0][0])
+    np.testing.assert_allclose(basis.T @ basis, np.eye(2), atol=1e-12)
+    # the teacher's two directions lie in the projection plane
+    np.testing.assert_allclose(np.linalg.norm(p["directions"] @ basis, axis=1), np.linalg.norm(p["directions"], axis=1))
+    two = ts.problem(ts.PRESETS["fig5"].config)
+    np.testing.assert_allclose(np.linalg.norm(two["directions"], axis=1), 1.0)
+    assert set(np.abs(ts.layouts(ts.PRESETS["fig5"].config)[0].layers(two["teacher"])[1][0].ravel())) == {1.0}
+
+
+def test_bad_values_are_rejected_with_the_field_name() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        ts.Config(n=5, runs=(ts.RunSpec(batch_size=6),))
+    with pytest.raises(ValueError, match="depth"):
+        ts.Config(depth=4)
+
+
+def test_result_carries_neurons_and_per_layer_sparsity() -> None:
+    view = run_preset("fig6", steps=300, checkpoints=10, snapshots=3)
+    json.dumps(view)
+    run = view["runs"][0]
+    assert {"train_loss", "test_loss", "ntk_rank", "feature_sparsity_l1", "feature_sparsity_l2", "alignment",
+            "lr"} <= set(run["history"])
+    snaps = run["snapshots"]["neurons"]
+    assert len(snaps) == 3 and np.array(snaps[-1]["value"]["projection"]).shape == (10, 2)
+    assert np.array(view["extras"]["teacher"]["projection"]).shape == (2, 2)
+    assert 0 < run["final"]["ntk_rank"] <= 181
+
+
+# ----------------------------------------------------------------------------- fidelity (Fig. 5, Fig. 6)
+def _fig(preset: str) -> list[dict]:
+    seed = ts.PRESETS[preset].config.seed
+    return [run_preset(preset, seed=s, checkpoints=40, snapshots=2) for s in range(seed, seed + 4)]
+
+
+def _holds(views: list[dict], claim) -> list[bool]:
+    """Whether the claim holds at the preset seed and at least 2 of the 3 other seeds."""
+    ok = [bool(claim(v["runs"])) for v in views]
+    return [ok[0], sum(ok[1:]) >= 2]
+
+
+@pytest.fixture(scope="module")
+def fig5() -> list[dict]:
+    return _fig("fig5")
+
+
+def test_fig5_large_step_that_blows_up_ends_diverged_with_its_history(fig5) -> None:
+    # measured: at the preset seed the three runs with step 0.455 leave the loss's stable region within
+    # ~20 steps (0.455 * max_x ||phi(x)||^2 = 2.4 at this init); they must end 'diverged', history kept
+    small, *large = fig5[0]["runs"]
+    assert small["status"] == "done" and small["final"]["train_loss"] < 1e-3
+    for run in large:
+        assert run["status"] == "diverged" and run["history"]["step"] and "diverged at step" in run["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: step 0.455 diverges from most inits (all three large runs at "
+                   "11 of seeds 0-15); the claims hold at 1 of seeds 0-15 (seed 4), and at 2 of 10 with step 0.35")
+def test_fig5_large_steps_generalize_better_and_align(fig5) -> None:
+    def claim(runs):
+        small, *large = runs
+        return all(r["status"] == "done" and r["final"]["test_loss"] < small["final"]["test_loss"]
+                   and r["final"]["alignment"] > small["final"]["alignment"] for r in large)
+    assert _holds(fig5, claim) == [True, True]
+
+
+@pytest.mark.slow
+def test_fig6_long_large_step_phase_generalizes_better_with_sparser_layers() -> None:
+    def claim(runs):
+        constant, long = runs[0]["final"], runs[-1]["final"]
+        return (long["test_loss"] < constant["test_loss"]
+                and long["feature_sparsity_l1"] < constant["feature_sparsity_l1"]
+                and long["feature_sparsity_l2"] < constant["feature_sparsity_l2"])
+    assert _holds(_fig("fig6"), claim) == [True, True]
