@@ -1,0 +1,126 @@
+"""Two-layer ReLU net on 1D regression (paper Sec. 3.2, Fig. 4, 9, 10): a long large-step phase leaves few kinks."""
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from engine.experiments import relu1d
+from ui.charts import color, decay_rules, metric_chart, run_order
+from ui.jobs import downloads, live, run_controls
+from ui.tables import finals_frame, histories_frame
+from ui.widgets import build_config, config_widgets, reset_widgets, runs_editor
+
+EXPERIMENT, PREFIX, RUNS_KEY = "relu1d", "relu_", "relu_runs"
+FIELDS = ["width", "w_init", "b_init", "a_init", "steps", "seed", "dtype", "device", "checkpoints", "kink_tol"]
+
+st.title("ReLU net on 1D regression: kinks")
+st.caption("h(x) = Σⱼ aⱼ relu(wⱼ x + bⱼ) with 100 units fits 12 points by SGD (batch 1, MSE). The step size warms "
+           "up linearly to W·lr over the first s of training, then decays. A long large-step phase keeps the loss "
+           "bouncing near 10^-0.5 while the predictor simplifies: fewer kinks, lower rank of the NTK feature "
+           "matrix φ and a lower feature sparsity; then it fits (Fig. 10). Too long or too large and it no "
+           "longer fits (Fig. 9).")
+
+
+# ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
+def on_preset_change() -> None:
+    reset_widgets(PREFIX, FIELDS)
+    st.session_state.pop(f"{RUNS_KEY}_editor", None)
+    st.query_params.pop(RUNS_KEY, None)
+
+
+with st.sidebar:
+    preset = st.selectbox("Preset", list(relu1d.PRESETS), key="relu_preset", bind="query-params",
+                          on_change=on_preset_change)
+    st.caption(relu1d.PRESETS[preset].description)
+    base = relu1d.PRESETS[preset].config
+    values = config_widgets(base, FIELDS, PREFIX)
+
+st.subheader("Runs")
+st.caption("lr_i = lr (1 + (W − 1)(i/N)^e) for i ≤ at·N, then divided by `decay` and held. `at` = 1: no decay.")
+values["runs"] = runs_editor(base.runs, RUNS_KEY)
+config = build_config(relu1d.Config, base, values)
+if config is None:
+    st.stop()
+job = run_controls(EXPERIMENT, config, preset)
+
+
+def predictor_frame(view: dict, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictor curves and kink positions of every run at checkpoint `step` (the nearest stored one before it)."""
+    grid = view["extras"]["data"]["grid"]
+    curves, marks = [], []
+    for r in view["runs"]:
+        snaps = [s for s in r["snapshots"].get("predictor", []) if s["step"] <= step]
+        if not snaps:
+            continue
+        snap = snaps[-1]["value"]
+        curves.append(pd.DataFrame(dict(x=grid, h=snap["y"], label=r["label"])))
+        ys = np.interp(snap["kinks"], grid, snap["y"]) if snap["kinks"] else []
+        marks.append(pd.DataFrame(dict(x=snap["kinks"], h=ys, label=r["label"])))
+    empty = pd.DataFrame(columns=["x", "h", "label"])
+    return (pd.concat(curves) if curves else empty), (pd.concat(marks) if marks else empty)
+
+
+def predictor_chart(view: dict, step: int, labels: list[str], title: str, height: int = 320) -> alt.Chart:
+    """The 12 points, each run's predictor and its kinks (ticks) at one checkpoint."""
+    data = view["extras"]["data"]
+    points = pd.DataFrame(dict(x=data["x"], y=data["y"]))
+    curves, marks = predictor_frame(view, step)
+    layers = [alt.Chart(curves).mark_line(strokeWidth=2).encode(
+                  x=alt.X("x:Q", title="x"), y=alt.Y("h:Q", title="h(x)"), color=color(labels)),
+              alt.Chart(marks).mark_point(shape="triangle-up", size=60, filled=True).encode(
+                  x="x:Q", y="h:Q", color=color(labels), tooltip=["label", alt.Tooltip("x:Q", format=".3f")]),
+              alt.Chart(points).mark_circle(size=70, color="black").encode(x="x:Q", y="y:Q")]
+    return alt.layer(*layers).properties(title=title, height=height, width="container")
+
+
+def scrubber(view: dict) -> int | None:
+    """A slider over the stored checkpoints; it follows training unless the user picks one."""
+    steps = sorted({s["step"] for r in view["runs"] for s in r["snapshots"].get("predictor", [])})
+    if not steps:
+        return None
+    follow = st.toggle("Follow training", value=True, key="relu_follow",
+                       help="off: pick any recorded checkpoint with the slider")
+    if follow or st.session_state.get("relu_step") not in steps:
+        st.session_state["relu_step"] = steps[-1]
+    return st.select_slider("Checkpoint (iteration)", options=steps, key="relu_step", disabled=follow)
+
+
+def draw(view: dict) -> None:
+    long = histories_frame(view)
+    if long.empty or "data" not in view["extras"]:
+        return
+    labels = run_order(view)
+    rules = decay_rules([r.to_dict() for r in config.runs], config.steps, at_key="at")
+    step = scrubber(view)
+    left, right = st.columns([3, 2])
+    if step is not None:
+        left.altair_chart(predictor_chart(view, step, labels, f"Predictor and its kinks at iteration {step:,}"),
+                          width="stretch")
+        left.caption(f"Drawn checkpoint: iteration {step:,}. Triangles: kinks inside the data range.")
+    right.altair_chart(metric_chart(long, "train_loss", "Train loss", labels, log=True, rules=rules),
+                       width="stretch")
+    charts = [("ntk_rank", "rank φ (τ = 1e-4, p fresh inputs)", False),
+              ("feature_sparsity", f"Feature sparsity (c = {config.corr_threshold:g})", False),
+              ("kinks", "Kinks in the data range", False), ("lr", "Step size", False)]
+    for row in (charts[:2], charts[2:]):
+        cols = st.columns(2)
+        for col, (metric, title, log) in zip(cols, row):
+            col.altair_chart(metric_chart(long, metric, title, labels, log=log, rules=rules), width="stretch")
+    if view["status"] != "running":
+        st.subheader("Fig. 10: first it simplifies, then it fits")
+        run = st.selectbox("Run", labels, index=len(labels) - 1, key="relu_strip_run")
+        snaps = next(r for r in view["runs"] if r["label"] == run)["snapshots"].get("predictor", [])
+        picks = [snaps[i]["step"] for i in np.unique(np.linspace(0, len(snaps) - 1, 5).round().astype(int))]
+        cols = st.columns(len(picks))
+        one = dict(view, runs=[r for r in view["runs"] if r["label"] == run])
+        for col, s in zip(cols, picks):
+            col.altair_chart(predictor_chart(one, s, labels, f"iteration {s:,}", height=180), width="stretch")
+        st.subheader("Final values")
+        finals = finals_frame(view, ["train_loss", "ntk_rank", "feature_sparsity", "kinks"])
+        st.dataframe(finals, hide_index=True, width="stretch",
+                     column_config={"train_loss": st.column_config.NumberColumn(format="%.4g")})
+        downloads(view, f"relu1d_{preset}")
+
+
+live(job, draw, "Press Run to train every run of the table in the background.")
