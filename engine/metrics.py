@@ -75,8 +75,12 @@ class DiagonalRank:
         certain = (above | below).all(axis=1) & finite
         out[certain] = above[certain].sum(axis=1)
         out[finite & (lower1 == 0)] = 0
+        done: dict[bytes, int] = {}  # runs that share a prefix (same step size until a decay) share states
         for m in np.flatnonzero(finite & ~certain & (lower1 > 0)):
-            out[m] = self._svd_rank(s[m], cs[m], lower1[m])
+            key = s[m].tobytes()
+            if key not in done:
+                done[key] = self._svd_rank(s[m], cs[m], lower1[m])
+            out[m] = done[key]
         return out.reshape(shape)
 
     def _svd_rank(self, s: np.ndarray, cs: np.ndarray, lower1: float) -> int:
