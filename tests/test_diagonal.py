@@ -264,6 +264,11 @@ def test_fig3_plane_and_paths():
     assert sgd["final"]["test_loss"] < 1e-3 < gd["final"]["test_loss"]  # SGD finds the sparse solution
 
 
+def test_fig3_plane_is_skipped_with_a_note_for_large_d():
+    view = run_config(FIG3.replace(d=300, steps=201))
+    assert "plane" not in view["extras"] and "d <= 200" in view["extras"]["plane_note"]
+
+
 def test_cli_writes_the_json_contract(tmp_path):
     out = tmp_path / "fig3.json"
     subprocess.run([sys.executable, "-m", "engine", "run", "diagonal", "--preset", "fig3", "--json", str(out),
@@ -311,3 +316,4 @@ def test_bounds_and_cross_checks():
         diagonal.DiagonalRun("x", "Adam")
     with pytest.raises(ValueError, match="names must differ"):
         FIG2.replace(runs=(FIG2.runs[0], FIG2.runs[0]))
+

@@ -30,6 +30,7 @@ LOSS_LIMIT = 1e10          # a run whose train loss exceeds this has diverged
 CHUNK_OPS = 2e8            # kernel work between two live updates (~0.05 s here)
 METRIC_GROUP = 24          # checkpoints per metrics task
 MAX_PENDING = 16           # metrics tasks queued before training waits for them
+PLANE_MAX_D = 200          # Fig. 3's plane (a 60 x 60 loss grid, every path stored) is drawn up to this d
 
 
 # ----------------------------------------------------------------------------- config
@@ -322,7 +323,10 @@ def run(c: DiagonalConfig, rec, workdir=None) -> None:
         name = spec["name"] if c.seeds == 1 else f"{spec['name']} [seed {s}]"
         ids.append(rec.add_run(name, label=spec["name"], seed=s, spec=spec))
     rec.snapshot(None, "beta_star", data.beta_star)
-    path_rows = sorted({row for k, s, row in recorded if s == c.first_seed}) if c.plane else []
+    plane = c.plane and c.d <= PLANE_MAX_D
+    if c.plane and not plane:
+        rec.snapshot(None, "plane_note", f"the Fig. 3 plane is drawn for d <= {PLANE_MAX_D}")
+    path_rows = sorted({row for k, s, row in recorded if s == c.first_seed}) if plane else []
     paths: list[tuple[np.ndarray, np.ndarray]] = []
     open_runs = set(range(len(recorded)))
     last = {}  # recorded index -> (u, v) at its last logged checkpoint
@@ -384,7 +388,7 @@ def run(c: DiagonalConfig, rec, workdir=None) -> None:
         rec.finish_run(ids[i], "done")
     for i, (u, v) in last.items():
         rec.snapshot(ids[i], "beta", u * v)
-    if c.plane:
+    if plane:
         _plane(c, data, recorded, ids, path_rows, steps, paths, sim.died, rec)
 
 
