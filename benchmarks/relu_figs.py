@@ -1,0 +1,208 @@
+"""Fig. 4, 5 and 6 of the paper (small ReLU nets) end to end: engine vs a straightforward implementation.
+
+Claim: `python -m engine run relu1d --preset fig4 --no-cache` (two runs of 31,623 SGD steps of a 100-unit
+1D net) and `... teacher_student --preset fig5` / `--preset fig6` (four runs of 14,126 / 10,001 steps),
+with every metric at each of ~300 checkpoints (train/test loss, rank of the NTK feature matrix phi on p
+fresh inputs, feature sparsity per hidden layer, kinks or neuron alignment), take at most 4 s, 2.5 s
+and 4.5 s as whole processes (start-up and imports included) on this project's 2-core machine, and are
+at least 20x faster than the same figure done the obvious way.
+
+The obvious way ("straightforward"), also run as a whole process (`python benchmarks/relu_figs.py
+--naive FIG`): torch nn.Modules trained one run at a time with autograd and torch.optim.SGD, one step
+per Python iteration; at each checkpoint phi built by one backward pass per fresh input, one
+np.linalg.svd per checkpoint, and the feature sparsity by np.corrcoef and deleting correlated
+columns one at a time (the authors' notebook style, with EXPERIMENTS.md's keep-the-first rule).
+Both use the same data, init, sample streams, schedules and checkpoints (the engine's helpers build
+them); the script prints both sets of final values (large steps bounce chaotically, so float32
+summation order changes their details, not the trends).
+
+How measured: each engine command runs once to warm numba's on-disk cache, then `--repeats` times;
+the best wall time counts (the machine is shared with other jobs). Each straightforward process runs
+once. Numbers and machine: benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# name: (experiment, preset, settings). At the preset's seed 0 three of Fig. 5's four runs blow up within
+# ~20 steps (both versions then stop them), so Fig. 5 is also timed at seed 4, where all four train.
+FIGS = {"fig4": ("relu1d", "fig4", {}), "fig5": ("teacher_student", "fig5", {}),
+        "fig5-seed4": ("teacher_student", "fig5", {"seed": 4}), "fig6": ("teacher_student", "fig6", {})}
+
+
+# ----------------------------------------------------------------------------- timing whole processes
+def timed(cmd: list[str]) -> tuple[float, str]:
+    env = dict(os.environ, SPARSE_SGD_CACHE=str(ROOT / "cache" / "bench"))
+    t = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t, out.stdout
+
+
+def engine_cmd(fig: str, out: Path) -> list[str]:
+    experiment, preset, settings = FIGS[fig]
+    sets = [arg for k, v in settings.items() for arg in ("--set", f"{k}={v}")]
+    return [sys.executable, "-m", "engine", "run", experiment, "--preset", preset, *sets, "--no-cache", "--quiet",
+            "--json", str(out)]
+
+
+# ----------------------------------------------------------------------------- straightforward version
+def naive(fig: str) -> dict:
+    """The figure the obvious way; returns {run name: final metrics}."""
+    import numpy as np
+    import torch
+
+    from engine import relu_nets as rn
+    from engine.experiments import relu1d
+    from engine.experiments import teacher_student as ts
+    from engine.schedules import checkpoint_steps
+    from engine.sparsity import kinks
+
+    torch.set_num_threads(1)
+    experiment, preset, settings = FIGS[fig]
+    module = relu1d if experiment == "relu1d" else ts
+    c = module.PRESETS[preset].config.replace(**settings)
+    if module is relu1d:
+        x, y = relu1d.data()
+        x, x_test, y_test = x[:, None], None, None
+        layout, init = rn.layout_1d(c.width), relu1d.init_params(c)
+        fresh = np.random.default_rng([c.seed, 2]).uniform(x.min(), x.max(), layout.size)[:, None]
+    else:
+        p = ts.problem(c)
+        x, y, x_test, y_test, fresh = p["x"], p["y"], p["x_test"], p["y_test"], p["fresh"]
+        layout, init = ts.layouts(c)[1], p["student"]
+
+    def net() -> torch.nn.Sequential:
+        layers = []
+        for k, (w, b) in enumerate(layout.layers(init)):
+            lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+            with torch.no_grad():
+                lin.weight.copy_(torch.tensor(w, dtype=torch.float32))
+                if b is not None:
+                    lin.bias.copy_(torch.tensor(b, dtype=torch.float32))
+            layers += [lin, torch.nn.ReLU()] if k < layout.depth - 1 else [lin]
+        return torch.nn.Sequential(*layers)
+
+    def sparsity(acts: np.ndarray, threshold: float) -> float:
+        phi = acts / np.linalg.norm(acts, axis=1, keepdims=True)
+        phi[np.isnan(phi)] = 0.0
+        keep = list(np.where((phi > 0).sum(0) > 0)[0])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.abs(np.corrcoef(phi[:, keep].T))
+        corr[np.isnan(corr)] = 0.0
+        i = 0
+        while i < len(keep):                      # delete a column correlated with a kept earlier one
+            if (corr[i, :i] > threshold).any():
+                corr = np.delete(np.delete(corr, i, 0), i, 1)
+                keep.pop(i)
+            else:
+                i += 1
+        return (phi[:, keep] != 0).sum() / phi.size
+
+    def rank(model: torch.nn.Module) -> int:
+        rows = []
+        for xi in torch.tensor(fresh, dtype=torch.float32):
+            model.zero_grad()
+            model(xi[None]).sum().backward()
+            rows.append(torch.cat([q.grad.flatten() for q in model.parameters()]).numpy().copy())
+        s = np.linalg.svd(np.stack(rows), compute_uv=False)
+        return int((s / s[0] > 1e-4).sum())
+
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    checkpoints = set(checkpoint_steps(c.steps, count=c.checkpoints).tolist())
+    idx = rn.batch_indices(len(x), c.steps, [r.batch_size for r in c.runs], c.seed)
+    finals = {}
+    for r, spec in enumerate(c.runs):
+        model, lrs = net(), spec.schedule(c.steps)
+        opt = torch.optim.SGD(model.parameters(), lr=float(lrs[0]))
+        for step in range(c.steps + 1):
+            if step in checkpoints:
+                with torch.no_grad():
+                    out = model(xt)[:, 0]
+                    row = dict(train_loss=float(((out - yt) ** 2).mean()))
+                    if x_test is not None:
+                        pred = model(torch.tensor(x_test, dtype=torch.float32))[:, 0]
+                        row["test_loss"] = float(((pred - torch.tensor(y_test)) ** 2).mean())
+                    acts, h = [], xt
+                    for layer in model:
+                        h = layer(h)
+                        if isinstance(layer, torch.nn.ReLU):
+                            acts.append(h.numpy())
+                row["ntk_rank"] = rank(model)
+                for k, a in enumerate(acts):
+                    row["feature_sparsity" if len(acts) == 1 else f"feature_sparsity_l{k + 1}"] = \
+                        sparsity(a, c.corr_threshold)
+                if module is relu1d:
+                    w, b, a = model[0].weight[:, 0].detach(), model[0].bias.detach(), model[2].weight[0].detach()
+                    row["kinks"] = len(kinks(w, b, a, x.min(), x.max(), tol=c.kink_tol))
+                else:
+                    w1 = model[0].weight.detach().numpy()[None]
+                    row["alignment"] = float(ts.alignment(w1, p["directions"], c.align_degrees, c.min_norm)[0])
+                if not np.isfinite(row["train_loss"]):
+                    break
+                finals[spec.name] = row
+            if step == c.steps:
+                break
+            for group in opt.param_groups:
+                group["lr"] = float(lrs[step])
+            batch = idx[r, step][idx[r, step] >= 0]
+            loss = ((model(xt[batch])[:, 0] - yt[batch]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return finals
+
+
+# ----------------------------------------------------------------------------- report
+def _values(final: dict, like: dict | None = None) -> str:
+    keys = [k for k in (like or final) if k != "lr"]
+    return " ".join(f"{k}={final[k]:.3g}" if final.get(k) is not None else f"{k}=-" for k in keys)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--naive", choices=sorted(FIGS), help="run only the straightforward version of FIG")
+    parser.add_argument("--figs", nargs="*", default=sorted(FIGS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engine-only", action="store_true", help="time only the engine (no straightforward runs)")
+    args = parser.parse_args()
+    if args.naive:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(naive(args.naive)))
+        return
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}")
+    rows = []
+    for fig in args.figs:
+        out = ROOT / "cache" / "bench" / f"{fig}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        timed(engine_cmd(fig, out))                      # warm-up: numba's cache
+        times = [timed(engine_cmd(fig, out))[0] for _ in range(args.repeats)]
+        best = min(times)
+        if args.engine_only:
+            print(f"{fig}: engine best {best:.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)}), "
+                  f"load {os.getloadavg()[0]:.2f}")
+            continue
+        slow, text = timed([sys.executable, str(Path(__file__).resolve()), "--naive", fig])
+        engine_final = {r["name"]: r["final"] for r in json.loads(out.read_text())["runs"]}
+        naive_final = json.loads(text.strip().splitlines()[-1])
+        rows.append((fig, best, slow))
+        print(f"\n{fig}: engine {best:.2f} s, straightforward {slow:.1f} s, ratio {slow / best:.0f}x")
+        for name, final in engine_final.items():
+            print(f"  {name:22s} engine: {_values(final)}")
+            print(f"  {'':22s} naive:  {_values(naive_final.get(name, {}), final)}")
+    print("\nfigure      engine (s)  straightforward (s)  ratio")
+    for fig, best, slow in rows:
+        print(f"{fig:10s}  {best:10.2f}  {slow:19.1f}  {slow / best:5.0f}x")
+
+
+if __name__ == "__main__":
+    main()
