@@ -255,6 +255,7 @@ def test_cancel_keeps_the_history_and_a_new_manager_resumes_from_the_saved_epoch
     assert resumed.wait(300) and resumed.status == "done"
     view = resumed.view()
     assert view["runs"][0]["snapshots"]["resumed_from_epoch"] == epoch
+    assert not saved.exists()  # checkpoints go once the group is done (the result is in the store)
     for run, reference in zip(view["runs"], finished[1]["runs"], strict=True):
         assert run["history"]["step"] == [0, 10, 20, 30, 40, 42]
         # Model, optimizer and RNG state were restored: the same numbers as the uninterrupted run.
