@@ -61,16 +61,21 @@ def predictor_frame(view: dict, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return (pd.concat(curves) if curves else empty), (pd.concat(marks) if marks else empty)
 
 
-def predictor_chart(view: dict, step: int, labels: list[str], title: str, height: int = 320) -> alt.Chart:
-    """The 12 points, each run's predictor and its kinks (ticks) at one checkpoint."""
+def predictor_chart(view: dict, step: int, labels: list[str], title: str, height: int = 320,
+                    legend: bool = True) -> alt.Chart:
+    """The 12 points, each run's predictor and its kinks (triangles) at one checkpoint; the y axis is held to
+    the labels' range (plus a margin) so early, wild predictors do not squash the picture."""
     data = view["extras"]["data"]
     points = pd.DataFrame(dict(x=data["x"], y=data["y"]))
     curves, marks = predictor_frame(view, step)
-    layers = [alt.Chart(curves).mark_line(strokeWidth=2).encode(
-                  x=alt.X("x:Q", title="x"), y=alt.Y("h:Q", title="h(x)"), color=color(labels)),
-              alt.Chart(marks).mark_point(shape="triangle-up", size=60, filled=True).encode(
-                  x="x:Q", y="h:Q", color=color(labels), tooltip=["label", alt.Tooltip("x:Q", format=".3f")]),
-              alt.Chart(points).mark_circle(size=70, color="black").encode(x="x:Q", y="y:Q")]
+    hue = color(labels) if legend else alt.Color("label:N", legend=None, sort=labels,
+                                                  scale=alt.Scale(domain=labels, scheme="tableau10"))
+    y_scale = alt.Scale(domain=[min(data["y"]) - 1.5, max(data["y"]) + 1.5])
+    layers = [alt.Chart(curves).mark_line(strokeWidth=2, clip=True).encode(
+                  x=alt.X("x:Q", title="x"), y=alt.Y("h:Q", title="h(x)", scale=y_scale), color=hue),
+              alt.Chart(marks).mark_point(shape="triangle-up", size=60, filled=True, clip=True).encode(
+                  x="x:Q", y="h:Q", color=hue, tooltip=["label", alt.Tooltip("x:Q", format=".3f")]),
+              alt.Chart(points).mark_circle(size=50, color="black").encode(x="x:Q", y="y:Q")]
     return alt.layer(*layers).properties(title=title, height=height, width="container")
 
 
@@ -115,7 +120,8 @@ def draw(view: dict) -> None:
         cols = st.columns(len(picks))
         one = dict(view, runs=[r for r in view["runs"] if r["label"] == run])
         for col, s in zip(cols, picks):
-            col.altair_chart(predictor_chart(one, s, labels, f"iteration {s:,}", height=180), width="stretch")
+            col.altair_chart(predictor_chart(one, s, labels, f"t = {s:,}", height=180, legend=False),
+                             width="stretch")
         st.subheader("Final values")
         finals = finals_frame(view, ["train_loss", "ntk_rank", "feature_sparsity", "kinks"])
         st.dataframe(finals, hide_index=True, width="stretch",

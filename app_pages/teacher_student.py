@@ -94,7 +94,8 @@ def draw(view: dict) -> None:
                    f"init; blue: neurons now{plane}.")
         cols = st.columns(min(len(view["runs"]), 4))
         for i, run in enumerate(view["runs"]):
-            cols[i % len(cols)].altair_chart(neuron_chart(view, run, step, run["label"]), width="stretch")
+            title = run["label"] + (" (diverged)" if run["status"] == "diverged" else "")
+            cols[i % len(cols)].altair_chart(neuron_chart(view, run, step, title), width="stretch")
     sparsity = (["feature_sparsity"] if config.depth == 2
                 else [f"feature_sparsity_l{k}" for k in range(1, config.depth)])
     charts = [("train_loss", "Train loss", True), ("test_loss", "Test loss", True),
