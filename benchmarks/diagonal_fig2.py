@@ -2,9 +2,10 @@
 
 Claim: `python -m engine run diagonal --preset fig2 --no-cache` -- four SGD runs of 1e5 + 1 steps on the
 authors' data, train/test loss, rank(phi) on 400 fresh inputs and ||u*v||_0 at each of 300 checkpoints --
-takes about 1.1 s as a whole process (start-up and imports included, ~0.6 s of it) on a quiet 2-core AMD
-EPYC, 13-27x faster than a straightforward implementation of the same figure (per-step numpy, one run at
-a time, a full SVD of the 400 x 400 phi per checkpoint), depending on the baseline's BLAS threads.
+takes 0.8-1.1 s as a whole process (start-up and imports included, ~0.6 s of it) on a 2-core AMD EPYC
+shared with other jobs, 13-35x faster than a straightforward implementation of the same figure (per-step
+numpy, one run at a time, a full SVD of the 400 x 400 phi per checkpoint): 13-16x against that baseline
+at its best (one BLAS thread, little load, 13-15 s), more when it runs with two BLAS threads or under load.
 
 How measured: the engine command runs as a subprocess, once to warm numba's on-disk cache, then
 `--repeats` times; the best wall time counts (the machine is shared). The straightforward version runs
