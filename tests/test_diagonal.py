@@ -1,7 +1,7 @@
 """Diagonal linear networks (EXPERIMENTS section 2, issue 2 "Fidelity"): the update rules against a plain
 numpy transcription, the authors' data recipe, and the paper's observations on the presets exactly
 (fig2 over sampling seeds 1-10, fig8, fig3), plus divergence, cancellation and the edge finder.
-Runtime here (2 cores): ~20 s."""
+Runtime here (2 cores, shared): ~10 s."""
 
 import json
 import subprocess
