@@ -14,6 +14,7 @@ import functools
 import os
 import pickle
 import sys
+import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,6 +173,23 @@ def download(name: str, root: str | Path | None = None, progress: Callable[[floa
     extract_archive(str(archive), str(root))
     _load_cifar.cache_clear()
     return root / _FILES[name][0]
+
+
+class Download:
+    """`download()` running in a daemon thread, for pages: `progress` in [0, 1], `error`, `done`."""
+
+    def __init__(self, name: str, root: str | Path | None = None):
+        self.name, self.progress, self.error, self.done = name, 0.0, None, False
+        self.thread = threading.Thread(target=self._work, args=(root,), daemon=True, name=f"download-{name}")
+        self.thread.start()
+
+    def _work(self, root) -> None:
+        try:
+            download(self.name, root, progress=lambda f: setattr(self, "progress", f))
+        except Exception as exc:  # reported on the page
+            self.error = str(exc)
+        finally:
+            self.done = True
 
 
 if __name__ == "__main__":

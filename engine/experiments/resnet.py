@@ -357,7 +357,9 @@ class Training:
             self.rec.snapshot(self.run, "distance_from_init", distance_from_init(m, self.init), step=it)
         m.train()
         lr = float(self.lrs[min(it, self.iterations - 1)])
-        self.rec.log(self.run, it, **row, lr=lr, epoch=it / self.per_epoch, images_per_s=images_per_s)
+        if images_per_s is not None:
+            row["images_per_s"] = images_per_s
+        self.rec.log(self.run, it, **row, lr=lr, epoch=it / self.per_epoch)
         return row
 
     def train(self) -> tuple[str, str]:

@@ -1,0 +1,82 @@
+"""AppTest for the ResNet page: a tiny cpu-demo run completes with its charts and filter grids; a preset that
+needs a GPU, CIFAR that is not on disk (with a download that has no network) and a folder outside the data
+root are messages, not tracebacks. About 15 s on the 2-core dev machine."""
+
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "resnet.py")
+TINY = dict(resnet_width="4", resnet_epochs="1", resnet_eval_every="10", resnet_sparsity_images="256",
+            resnet_device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSE_SGD_DATA", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    return tmp_path / "data"
+
+
+def page(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def test_a_tiny_cpu_demo_run_draws_charts_filters_and_finals():
+    at = page(**TINY)
+    assert not at.exception
+    assert at.sidebar.selectbox(key="resnet_preset").value == "cpu-demo"
+    assert at.dataframe(key="resnet_runs_editor").value["name"].tolist() == ["small", "large, 10%", "large, 30%",
+                                                                             "large, 50%"]
+    at.button(key="run_resnet").click().run()
+    deadline = time.time() + 180
+    while not any(s.value.startswith("Done") for s in at.success):
+        assert time.time() < deadline, "the run did not finish"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+    assert len(at.get("vega_lite_chart")) >= 4 + 4 + 1     # loss/errors/lr, 4 sparsity panels, distances
+    assert len(at.get("image")) == 4                       # stem and later layer, at init and now
+    assert any(s.value == "Filters (Fig. 12)" for s in at.subheader)
+    assert any(s.value == "Final values" for s in at.subheader)
+    finals = at.dataframe[-1].value
+    assert finals["run"].tolist() == ["small", "large, 10%", "large, 30%", "large, 50%"]
+    assert finals["sparsity_block4"].between(0, 1).all()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_a_gpu_preset_without_a_gpu_says_so():
+    at = page(resnet_preset="fig7-plain")
+    assert not at.exception
+    assert any("no CUDA GPU" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == "run_resnet"]
+
+
+def test_missing_cifar_offers_a_download_that_explains_no_network(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    at = page(resnet_preset="fig7-plain", resnet_device="cpu")
+    assert any("CIFAR-10 is not in" in w.value for w in at.warning)
+    at.button(key="resnet_download").click().run()
+    deadline = time.time() + 20
+    while not any("no network" in e.value for e in at.error):
+        assert time.time() < deadline, "no message after a failed download"
+        time.sleep(0.2)
+        at.run()
+    assert not at.exception
+
+
+def test_a_folder_outside_the_data_root_is_an_error():
+    at = page(resnet_preset="fig7-plain", resnet_device="cpu", resnet_data_dir="../elsewhere")
+    assert not at.exception
+    assert any("outside the data root" in e.value for e in at.error)
