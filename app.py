@@ -12,6 +12,8 @@ pages = [
     st.Page("app_pages/home.py", title="Overview", icon=":material/home:", default=True),
     st.Page("app_pages/toy_1d.py", title="1 · Toy model: bouncing", icon=":material/sports_tennis:"),
     st.Page("app_pages/diagonal.py", title="2 · Diagonal linear nets", icon=":material/trending_down:"),
+    st.Page("app_pages/relu_1d.py", title="3 · ReLU net in 1D: kinks", icon=":material/show_chart:"),
+    st.Page("app_pages/teacher_student.py", title="4 · Teacher-student: neurons", icon=":material/scatter_plot:"),
 ]
 page = st.navigation(pages)
 status_sidebar()

@@ -81,11 +81,24 @@ def test_toy_page_trains_on_open_and_draws_its_charts(app_url, browser):
 def test_diagonal_page_runs_a_small_preset_live(app_url, browser):
     # a small version of fig2 through the URL (settings are bound to query parameters)
     page = open_page(browser, f"{app_url}/diagonal?diag_steps=20001")
-    page.get_by_role("button", name="Run").click()
+    page.get_by_role("button", name="Run", exact=True).click()
     page.locator(".vega-embed").first.wait_for(timeout=60000)
     page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
-    assert page.locator(".vega-embed").count() >= 5  # 4 live charts + final beta
-    assert page.get_by_text("Final values").count() == 1
+    page.get_by_text("Final values").wait_for(timeout=30000)
+    page.locator(".vega-embed").nth(4).wait_for(timeout=30000)  # 4 live charts + final beta
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "diagonal.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize("path, shot", [("relu_1d?relu_steps=3001", "relu_1d.png"),
+                                         ("teacher_student?ts_steps=3001&ts_seed=4", "teacher_student.png")])
+def test_relu_pages_run_and_draw_the_predictor_or_the_neuron_scatter(app_url, browser, path, shot):
+    page = open_page(browser, f"{app_url}/{path}")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
+    page.get_by_text("Drawn checkpoint", exact=False).first.wait_for(timeout=30000)
+    page.locator(".vega-embed").nth(4).wait_for(timeout=30000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     page.close()

@@ -40,6 +40,12 @@ def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str],
         frame = frame[frame["value"] > 0]
     summary = seed_summary(frame)
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+    healthy = frame[frame["status"] != "diverged"]["value"]
+    if len(healthy) and len(healthy) < len(frame):
+        # keep the surviving runs readable: a diverged run's last values would flatten them
+        top = healthy.max() * (100 if log else 1.5)
+        y_scale = alt.Scale(type="log" if log else "linear", zero=False, clamp=True,
+                            domain=[healthy.min() if log else min(healthy.min(), 0), top])
     base = alt.Chart(summary).encode(x=alt.X("step:Q", title=x_title), color=color(labels))
     line = base.mark_line(strokeWidth=1.6).encode(
         y=alt.Y("median:Q", title=y_title or metric, scale=y_scale),
