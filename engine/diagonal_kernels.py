@@ -8,40 +8,11 @@ depend on which other rows share the call or on how the steps are split into cal
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from numba import njit
 
 SGD, GD, SDE = 0, 1, 2
 BLOWUP = 1e6  # a residual this large means the run has left every basin: stop it (it would overflow)
-
-
-def _skip_scipy_probe() -> None:
-    """Load numba's array-math registry without its scipy probe. numba.np.arraymath imports scipy.linalg at
-    import time only to decide whether np.correlate/np.convolve may call BLAS; that import costs ~0.15 s
-    of every CLI start, and these kernels never use BLAS. np.dot and friends still import scipy when a
-    function needing them compiles."""
-    try:
-        import numba.np.linalg as nb_linalg
-
-        if "numba.np.arraymath" in sys.modules:
-            return
-        probe = nb_linalg.ensure_blas
-
-        def no_blas():
-            raise ImportError("probe skipped")
-
-        nb_linalg.ensure_blas = no_blas
-        try:
-            import numba.np.arraymath  # noqa: F401
-        finally:
-            nb_linalg.ensure_blas = probe
-    except Exception:  # a numba without these internals: just pay for the probe
-        pass
-
-
-_skip_scipy_probe()
 
 
 @njit(cache=True, nogil=True, fastmath=False)
