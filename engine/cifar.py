@@ -65,8 +65,9 @@ def resolve_folder(data_dir: str = "", root: str | Path | None = None) -> Path:
         raise ValueError(f"data_dir={data_dir!r} is outside the data root {root_real}: name a folder inside it "
                          "(set $SPARSE_SGD_DATA to move the root)")
     if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist: create it inside the data root {root_real} "
-                                "or download the data set into the root")
+        raise FileNotFoundError(f"data folder {folder} does not exist: create it inside the data root {root_real}, "
+                                "or download CIFAR into the root (the ResNet page's button or "
+                                "`python -m engine.cifar cifar10`)")
     return folder
 
 
@@ -195,4 +196,7 @@ class Download:
 if __name__ == "__main__":
     # python -m engine.cifar cifar10|cifar100 : download into the data root
     target = sys.argv[1] if len(sys.argv) > 1 else "cifar10"
-    print(download(target, progress=lambda f: print(f"\r{f:6.1%}", end="", file=sys.stderr)))
+    try:
+        print(download(target, progress=lambda f: print(f"\r{f:6.1%}", end="", file=sys.stderr)))
+    except (ConnectionError, ValueError) as exc:
+        sys.exit(f"error: {exc}")

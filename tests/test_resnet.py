@@ -116,6 +116,26 @@ def test_augmentation_is_a_padded_crop_or_its_mirror():
     assert 4 <= flipped <= 28  # about half are mirrored
 
 
+def test_block_sparsity_is_the_coefficient_of_the_flattened_outputs_on_chosen_units():
+    from engine.recording import Recorder
+    from engine.sparsity import feature_sparsity
+
+    config = tiny(sparsity_images=300)
+    data = R.DeviceData(cifar.load_digits(), torch.device("cpu"), config)
+    model = resnet("resnet18", 10, 4, in_channels=1, seed=3).eval()
+    units = R.pick_units("resnet18", 4, data.shape, seed=3)
+    got = R.block_sparsity(model, data, units, Recorder("resnet", {}), batch=128)
+    with torch.no_grad():
+        _, blocks = model(data.inputs(data.train_x[data.sparsity_idx]), return_blocks=True)
+    for value, out, (ch, r, col) in zip(got, blocks, units, strict=True):
+        _, c, h, w = out.shape
+        flat = out.flatten(1)                                   # C*H*W, as the paper flattens a conv layer
+        chosen = flat[:, ch * h * w + r * w + col]
+        assert len(ch) == min(1000, c * h * w)
+        assert value == pytest.approx(feature_sparsity(chosen, 0.95, normalize_rows=False))
+    assert got[0] != got[3]
+
+
 # ----------------------------------------------------------------------------- data
 def _write_cifar(folder, sub, files, label_key, n=4, classes=10):
     """Pickled batches in the layout torchvision's CIFAR10/CIFAR100 read; pixel (c, 0, 0) of image k is k + c."""
