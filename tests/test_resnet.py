@@ -1,7 +1,7 @@
 """ResNet experiment (EXPERIMENTS section 5): model shapes, schedules, data loading, and a small CPU run
 that trains, records every metric, is cached, cancels cleanly and resumes from its saved epoch.
 
-About 40 s on the 2-core dev machine (most of it the three small training jobs).
+About 10-15 s on the 2-core dev machine (most of it the three small training jobs).
 """
 
 from __future__ import annotations
