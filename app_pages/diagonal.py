@@ -10,7 +10,7 @@ from ui.charts import decay_rules, metric_chart, run_order
 from ui.edge_finder import edge_finder
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, reset_widgets, runs_editor
+from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
 
 EXPERIMENT, PREFIX, RUNS_KEY = "diagonal", "diag_", "diag_runs"
 FIELDS = ["n", "d", "r", "init_scale", "steps", "data_seed", "seeds", "first_seed"]
@@ -22,17 +22,8 @@ st.caption("h(x) = ⟨u ⊙ v, x⟩ trained by SGD from u = init_scale·1, v = 0
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
-def on_preset_change() -> None:
-    reset_widgets(PREFIX, FIELDS)
-    st.session_state.pop(f"{RUNS_KEY}_editor", None)
-    st.query_params.pop(RUNS_KEY, None)
-
-
 with st.sidebar:
-    preset = st.selectbox("Preset", list(diagonal.PRESETS), key="diag_preset", bind="query-params",
-                          on_change=on_preset_change)
-    st.caption(diagonal.PRESETS[preset].description)
-    base = diagonal.PRESETS[preset].config
+    preset, base = preset_picker(diagonal.PRESETS, "diag_preset", PREFIX, FIELDS, RUNS_KEY)
     values = config_widgets(base, FIELDS, PREFIX)
 
 st.subheader("Runs")

@@ -23,6 +23,12 @@ the background, and lets you move the step size and watch the consequence.
   bifurcation diagram, and the SGD = GD + label noise identity checked along a run.
 - **2 · Diagonal linear nets**: Fig. 2, 3 and 8: SGD vs GD, step-size schedules, rank of the NTK feature
   matrix and ‖u ⊙ v‖₀ as they train; an edge-of-stability finder for your data.
+- **3 · ReLU net in 1D**: Fig. 4, 9, 10: the predictor's kinks disappear during a long large-step phase;
+  scrub through the checkpoints to see the model first simplify, then fit.
+- **4 · Teacher-student**: Fig. 5, 6, 11: student neurons gather along the teacher's directions with large
+  steps and stay lazy with small ones; per-layer feature sparsity of a three-layer net.
+- **5 · ResNets on CIFAR**: Fig. 1, 7, 12, 13, 14: feature sparsity at the end of each super-block, on the
+  GPU (queued one run at a time) or, without one, a small ResNet on scikit-learn's digits in minutes.
 
 Runs continue in the background when you switch pages; results are cached on disk, so a finished
 configuration redraws instantly. Settings live in the URL: copy the link to share an experiment.

@@ -9,7 +9,7 @@ from engine.experiments import relu1d
 from ui.charts import color, decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, reset_widgets, runs_editor
+from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
 
 EXPERIMENT, PREFIX, RUNS_KEY = "relu1d", "relu_", "relu_runs"
 FIELDS = ["width", "w_init", "b_init", "a_init", "steps", "seed", "dtype", "device", "checkpoints", "kink_tol"]
@@ -23,17 +23,8 @@ st.caption("h(x) = Σⱼ aⱼ relu(wⱼ x + bⱼ) with 100 units fits 12 points 
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
-def on_preset_change() -> None:
-    reset_widgets(PREFIX, FIELDS)
-    st.session_state.pop(f"{RUNS_KEY}_editor", None)
-    st.query_params.pop(RUNS_KEY, None)
-
-
 with st.sidebar:
-    preset = st.selectbox("Preset", list(relu1d.PRESETS), key="relu_preset", bind="query-params",
-                          on_change=on_preset_change)
-    st.caption(relu1d.PRESETS[preset].description)
-    base = relu1d.PRESETS[preset].config
+    preset, base = preset_picker(relu1d.PRESETS, "relu_preset", PREFIX, FIELDS, RUNS_KEY)
     values = config_widgets(base, FIELDS, PREFIX)
 
 st.subheader("Runs")

@@ -10,7 +10,7 @@ from engine.experiments import resnet
 from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, reset_widgets, runs_editor
+from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
 
 EXPERIMENT, PREFIX, RUNS_KEY = "resnet", "resnet_", "resnet_runs"
 FIELDS = ["dataset", "model", "width", "setting", "epochs", "batch_size", "eval_every", "seeds", "sparsity_images",
@@ -25,17 +25,8 @@ st.caption("A CIFAR-layout ResNet-18/34 trained by SGD (batch 256) with a small 
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
-def on_preset_change() -> None:
-    reset_widgets(PREFIX, [*FIELDS, "data_dir"])
-    st.session_state.pop(f"{RUNS_KEY}_editor", None)
-    st.query_params.pop(RUNS_KEY, None)
-
-
 with st.sidebar:
-    preset = st.selectbox("Preset", list(resnet.PRESETS), key="resnet_preset", bind="query-params",
-                          on_change=on_preset_change)
-    st.caption(resnet.PRESETS[preset].description)
-    base = resnet.PRESETS[preset].config
+    preset, base = preset_picker(resnet.PRESETS, "resnet_preset", PREFIX, [*FIELDS, "data_dir"], RUNS_KEY)
     values = config_widgets(base, FIELDS, PREFIX)
     values["data_dir"] = st.text_input("data folder", base.data_dir, key="resnet_data_dir", bind="query-params",
                                        help=f"CIFAR folder inside the data root {cifar.data_root()} ('' = the root)")

@@ -9,7 +9,7 @@ from engine.experiments import teacher_student as ts
 from ui.charts import decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, reset_widgets, runs_editor
+from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
 
 EXPERIMENT, PREFIX, RUNS_KEY = "teacher_student", "ts_", "ts_runs"
 FIELDS = ["depth", "d", "n", "teacher_width", "student_width", "init_scale", "output_init", "teacher_scale",
@@ -23,17 +23,8 @@ st.caption("A student ReLU net learns labels from a small teacher net on n point
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
-def on_preset_change() -> None:
-    reset_widgets(PREFIX, FIELDS)
-    st.session_state.pop(f"{RUNS_KEY}_editor", None)
-    st.query_params.pop(RUNS_KEY, None)
-
-
 with st.sidebar:
-    preset = st.selectbox("Preset", list(ts.PRESETS), key="ts_preset", bind="query-params",
-                          on_change=on_preset_change)
-    st.caption(ts.PRESETS[preset].description)
-    base = ts.PRESETS[preset].config
+    preset, base = preset_picker(ts.PRESETS, "ts_preset", PREFIX, FIELDS, RUNS_KEY)
     values = config_widgets(base, FIELDS, PREFIX)
 
 st.subheader("Runs")

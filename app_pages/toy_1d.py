@@ -9,7 +9,7 @@ from engine.experiments import bouncing
 from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, get_manager, live
 from ui.tables import histories_frame
-from ui.widgets import build_config, config_widgets, reset_widgets
+from ui.widgets import build_config, config_widgets, preset_picker
 
 EXPERIMENT, PREFIX = "bouncing", "toy_"
 FIELDS = ["eta", "a", "b", "theta_star", "theta0", "steps", "n", "seed", "algorithms"]
@@ -20,15 +20,8 @@ st.caption("h(x) = x θ², labels y = x θ*², loss F(θ) = ¼ E(y − x θ²)²
 
 
 # ---- settings: preset + sliders, bound to the URL (bind="query-params") so a link reproduces them
-def on_preset_change() -> None:
-    reset_widgets(PREFIX, FIELDS)
-
-
 with st.sidebar:
-    preset = st.selectbox("Preset", list(bouncing.PRESETS), key="toy_preset", bind="query-params",
-                          on_change=on_preset_change)
-    st.caption(bouncing.PRESETS[preset].description)
-    base = bouncing.PRESETS[preset].config
+    preset, base = preset_picker(bouncing.PRESETS, "toy_preset", PREFIX, FIELDS)
     values = config_widgets(base, FIELDS, PREFIX)
 
 config = build_config(bouncing.Config, base, values)

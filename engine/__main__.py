@@ -66,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             config = config.replace(device=args.device)
     manager = JobManager(Store(args.cache_dir) if args.cache_dir else None)
-    job = manager.submit(args.experiment, config, preset=preset_name, use_cache=not args.no_cache)
+    job = manager.submit(args.experiment, config, preset=preset_name, use_cache=not args.no_cache,
+                         restart=args.no_cache)
     from tqdm import tqdm
 
     bar = tqdm(total=1000, desc=f"{args.experiment}/{preset_name}", file=sys.stderr, disable=args.quiet,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="override a config field; runs.K.FIELD=VALUE for run K")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     run.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON")
-    run.add_argument("--no-cache", action="store_true", help="recompute even if the result is cached")
+    run.add_argument("--no-cache", action="store_true", help="recompute from scratch, even if the result is cached")
     run.add_argument("--cache-dir", default=None, help="cache folder (default $SPARSE_SGD_CACHE or cache/)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ Workers never touch Streamlit; readers poll `Job.view()`.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 import traceback
@@ -108,10 +109,15 @@ class JobManager:
         with self._lock:
             return self._jobs.setdefault(key, job)
 
-    def submit(self, experiment: str, config: Config, preset: str | None = None, use_cache: bool = True) -> Job:
+    def submit(self, experiment: str, config: Config, preset: str | None = None, use_cache: bool = True,
+               restart: bool = False) -> Job:
         """Start (or join) the job for this config. A running, queued or finished job with the same
-        config is returned as is; a cancelled or failed one is started afresh."""
+        config is returned as is; a cancelled or failed one is started again, resuming from its saved
+        work (long jobs checkpoint into their work folder). `use_cache=False` ignores a stored result;
+        `restart=True` also discards the saved work, so the run starts from scratch."""
         key = config.key(experiment)
+        if restart:
+            shutil.rmtree(self.store.workdir(key), ignore_errors=True)
         if use_cache:
             job = self.find(experiment, config)
             if job is not None and job.status not in ("cancelled", "failed"):

@@ -102,3 +102,13 @@ def test_relu_pages_run_and_draw_the_predictor_or_the_neuron_scatter(app_url, br
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     page.close()
+
+
+def test_resnet_page_opens_on_the_cpu_demo_without_a_gpu_or_cifar(app_url, browser):
+    page = open_page(browser, f"{app_url}/resnet")
+    page.get_by_text("ResNets on CIFAR", exact=False).first.wait_for(timeout=30000)
+    page.get_by_role("button", name="Run", exact=True).wait_for(timeout=30000)
+    assert page.get_by_text("cpu-demo", exact=False).count() >= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "resnet.png"), full_page=True)
+    page.close()

@@ -90,3 +90,15 @@ def test_a_corrupt_cache_entry_is_a_miss(tmp_path):
     assert store.get("k") is None
     store._cache.set("k2", dict(engine_version="0", result=dict(runs=[])))
     assert store.get("k2") is None
+
+
+def test_restart_discards_saved_work_but_a_plain_rerun_keeps_it(manager):
+    config = sleepy.SleepyConfig(steps=3, tag=5)
+    job = manager.submit("sleepy", config)
+    assert job.wait(5)
+    saved = manager.store.workdir(job.key) / "epoch.pt"
+    saved.write_text("checkpoint")
+    manager.submit("sleepy", config, use_cache=False).wait(5)  # e.g. Run again after a cancel
+    assert saved.exists()
+    manager.submit("sleepy", config, use_cache=False, restart=True).wait(5)  # the CLI's --no-cache
+    assert not saved.exists()

@@ -28,8 +28,7 @@ def run_controls(experiment: str, config: Config, preset: str | None, label: str
     left, right, _ = st.columns([1, 1, 4])
     busy = job is not None and not job.finished
     if left.button(label, type="primary", disabled=busy, key=f"run_{experiment}"):
-        fresh = job is not None and job.finished and job.status in ("cancelled", "failed")
-        job = manager.submit(experiment, config, preset=preset, use_cache=not fresh)
+        job = manager.submit(experiment, config, preset=preset)  # a cancelled job resumes where it stopped
         busy = True
     if right.button("Cancel", disabled=not busy, key=f"cancel_{experiment}"):
         job.cancel()

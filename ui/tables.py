@@ -13,6 +13,7 @@ def histories_frame(view: dict) -> pd.DataFrame:
         if hist.empty:
             continue
         long = hist.melt(id_vars="step", var_name="metric", value_name="value").dropna(subset=["value"])
+        long["value"] = pd.to_numeric(long["value"])  # a column that was all None melts as object
         long.insert(0, "run", r["name"])
         long.insert(1, "label", r["label"])
         long.insert(2, "seed", r["seed"])

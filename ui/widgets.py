@@ -26,6 +26,8 @@ def field_widget(info: dict, default, key: str):
         return st.selectbox(label, info["choices"], **common)
     if info["type"] is bool:
         return st.toggle(label, **common)
+    if info["type"] is str:
+        return st.text_input(label, **common)
     lo, hi, step = info.get("lo"), info.get("hi"), info.get("step")
     if info["type"] is int:
         return st.number_input(label, min_value=int(lo), max_value=int(hi), step=int(step or 1), **common)
@@ -48,6 +50,21 @@ def reset_widgets(prefix: str, names: list[str]) -> None:
     """Forget widget values so they re-read their defaults (e.g. after switching preset)."""
     for name in names:
         st.session_state.pop(f"{prefix}{name}", None)
+
+
+def preset_picker(presets: dict, key: str, prefix: str, fields: list[str], runs_key: str | None = None):
+    """Preset selectbox (bound to the URL) and its description; returns (name, config). Switching preset
+    resets the setting widgets and the runs table to the new preset's values."""
+
+    def reset() -> None:
+        reset_widgets(prefix, fields)
+        if runs_key:
+            st.session_state.pop(f"{runs_key}_editor", None)
+            st.query_params.pop(runs_key, None)
+
+    name = st.selectbox("Preset", list(presets), key=key, bind="query-params", on_change=reset)
+    st.caption(presets[name].description)
+    return name, presets[name].config
 
 
 def runs_editor(runs: tuple[Config, ...], key: str, columns: list[str] | None = None) -> list[dict]:
