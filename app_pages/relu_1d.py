@@ -9,7 +9,7 @@ from engine.experiments import relu1d
 from ui.charts import color, decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
+from ui.widgets import build_config, checkpoint_scrubber, config_widgets, preset_picker, runs_editor
 
 EXPERIMENT, PREFIX, RUNS_KEY = "relu1d", "relu_", "relu_runs"
 FIELDS = ["width", "w_init", "b_init", "a_init", "steps", "seed", "dtype", "device", "checkpoints", "kink_tol"]
@@ -70,25 +70,13 @@ def predictor_chart(view: dict, step: int, labels: list[str], title: str, height
     return alt.layer(*layers).properties(title=title, height=height, width="container")
 
 
-def scrubber(view: dict) -> int | None:
-    """A slider over the stored checkpoints; it follows training unless the user picks one."""
-    steps = sorted({s["step"] for r in view["runs"] for s in r["snapshots"].get("predictor", [])})
-    if not steps:
-        return None
-    follow = st.toggle("Follow training", value=True, key="relu_follow",
-                       help="off: pick any recorded checkpoint with the slider")
-    if follow or st.session_state.get("relu_step") not in steps:
-        st.session_state["relu_step"] = steps[-1]
-    return st.select_slider("Checkpoint (iteration)", options=steps, key="relu_step", disabled=follow)
-
-
 def draw(view: dict) -> None:
     long = histories_frame(view)
     if long.empty or "data" not in view["extras"]:
         return
     labels = run_order(view)
     rules = decay_rules([r.to_dict() for r in config.runs], config.steps, at_key="at")
-    step = scrubber(view)
+    step = checkpoint_scrubber(view, "predictor", "relu")
     left, right = st.columns([3, 2])
     if step is not None:
         left.altair_chart(predictor_chart(view, step, labels, f"Predictor and its kinks at iteration {step:,}"),

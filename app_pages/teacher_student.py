@@ -9,7 +9,7 @@ from engine.experiments import teacher_student as ts
 from ui.charts import decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
+from ui.widgets import build_config, checkpoint_scrubber, config_widgets, preset_picker, runs_editor
 
 EXPERIMENT, PREFIX, RUNS_KEY = "teacher_student", "ts_", "ts_runs"
 FIELDS = ["depth", "d", "n", "teacher_width", "student_width", "init_scale", "output_init", "teacher_scale",
@@ -60,25 +60,13 @@ def neuron_chart(view: dict, run: dict, step: int, title: str) -> alt.Chart:
     return alt.layer(*layers).properties(title=title, height=260, width="container")
 
 
-def scrubber(view: dict) -> int | None:
-    """A slider over the stored checkpoints; it follows training unless the user picks one."""
-    steps = sorted({s["step"] for r in view["runs"] for s in r["snapshots"].get("neurons", [])})
-    if not steps:
-        return None
-    follow = st.toggle("Follow training", value=True, key="ts_follow",
-                       help="off: pick any recorded checkpoint with the slider")
-    if follow or st.session_state.get("ts_step") not in steps:
-        st.session_state["ts_step"] = steps[-1]
-    return st.select_slider("Checkpoint (iteration)", options=steps, key="ts_step", disabled=follow)
-
-
 def draw(view: dict) -> None:
     long = histories_frame(view)
     if long.empty or "teacher" not in view["extras"]:
         return
     labels = run_order(view)
     rules = decay_rules([r.to_dict() for r in config.runs], config.steps, at_key="at")
-    step = scrubber(view)
+    step = checkpoint_scrubber(view, "neurons", "ts")
     if step is not None:
         plane = "" if config.d == 2 else " (projected on the plane of two teacher directions)"
         st.caption(f"Drawn checkpoint: iteration {step:,}. Black arrows: teacher directions; gray: neurons at "

@@ -1,28 +1,10 @@
 """Page tests with Streamlit's AppTest: presets open, runs complete, charts appear, bad input is a message."""
 
 import time
-from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGES = Path(__file__).resolve().parent.parent / "app_pages"
-
-
-def charts(at: AppTest) -> int:
-    return len(at.get("vega_lite_chart"))
-
-
-def run_until_done(at: AppTest, timeout: float = 120) -> AppTest:
-    """Re-run the page (as the live fragment would) until its job reports Done."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if any(s.value.startswith("Done") for s in at.success):
-            return at
-        time.sleep(0.3)
-    pytest.fail("the run did not finish")
+from tests.page_helpers import PAGES, charts, run_until_done
 
 
 def test_toy_page_opens_on_its_preset_and_draws_everything():

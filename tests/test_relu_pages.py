@@ -2,27 +2,13 @@
 drawn, the time scrubber changes the drawn checkpoint, and a bad value is a message, not a traceback."""
 
 import json
-import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.experiments import relu1d
 from engine.experiments import teacher_student as ts
-
-PAGES = Path(__file__).resolve().parent.parent / "app_pages"
-
-
-def run_until_done(at: AppTest, timeout: float = 120) -> AppTest:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if any(s.value.startswith("Done") for s in at.success):
-            return at
-        time.sleep(0.3)
-    pytest.fail("the run did not finish")
+from tests.page_helpers import PAGES, run_until_done
 
 
 def drawn_step(at: AppTest) -> str:

@@ -120,3 +120,16 @@ def build_config(config_type: type, base: Config, values: dict) -> Config | None
     except (ValueError, TypeError) as exc:
         st.error(f"Invalid setting: {exc}")
         return None
+
+
+def checkpoint_scrubber(view: dict, snapshot: str, key: str) -> int | None:
+    """A slider over the checkpoints where runs stored `snapshot`; it follows training unless the user
+    turns 'Follow training' off and picks one. Returns the chosen step (None before the first one)."""
+    steps = sorted({s["step"] for r in view["runs"] for s in r["snapshots"].get(snapshot, [])})
+    if not steps:
+        return None
+    follow = st.toggle("Follow training", value=True, key=f"{key}_follow",
+                       help="off: pick any recorded checkpoint with the slider")
+    if follow or st.session_state.get(f"{key}_step") not in steps:
+        st.session_state[f"{key}_step"] = steps[-1]
+    return st.select_slider("Checkpoint (iteration)", options=steps, key=f"{key}_step", disabled=follow)

@@ -1,0 +1,34 @@
+"""Helpers for AppTest page tests."""
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGES = Path(__file__).resolve().parent.parent / "app_pages"
+
+
+def open_page(name: str, **query: str) -> AppTest:
+    """An AppTest of app_pages/<name>.py with URL query parameters, run once."""
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def charts(at: AppTest) -> int:
+    """Number of Altair/Vega-Lite charts on the page."""
+    return len(at.get("vega_lite_chart"))
+
+
+def run_until_done(at: AppTest, timeout: float = 120) -> AppTest:
+    """Re-run the page (as the live fragment would) until its job reports Done."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if any(s.value.startswith("Done") for s in at.success):
+            return at
+        time.sleep(0.3)
+    pytest.fail("the run did not finish")
