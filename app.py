@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.jobs import warm_up_kernels
 from ui.sidebar import status_sidebar
 
 st.set_page_config(page_title="Large-step SGD learns sparse features", page_icon=":material/landscape:", layout="wide")
@@ -17,5 +18,6 @@ pages = [
     st.Page("app_pages/resnet.py", title="5 · ResNets on CIFAR", icon=":material/grid_view:"),
 ]
 page = st.navigation(pages)
+warm_up_kernels()
 status_sidebar()
 page.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 
 import streamlit as st
@@ -19,6 +20,21 @@ REFRESH_SECONDS = 0.5
 def get_manager() -> JobManager:
     """One JobManager per server process (st.cache_resource): jobs outlive browser sessions and tabs."""
     return JobManager()
+
+
+@st.cache_resource
+def warm_up_kernels() -> threading.Thread:
+    """Load (on a fresh machine: compile, ~4 s) the diagonal nets' numba kernels in a background thread
+    once per server, so the first Run shows its first point at once."""
+
+    def warm() -> None:
+        from engine import diagonal_kernels
+
+        diagonal_kernels.warm_up()
+
+    thread = threading.Thread(target=warm, daemon=True, name="warm-up-kernels")
+    thread.start()
+    return thread
 
 
 def run_controls(experiment: str, config: Config, preset: str | None, label: str = "Run") -> Job | None:
