@@ -48,7 +48,7 @@ def main(names: list[str]) -> None:
                 page.wait_for_selector("[data-testid='stApp']")
                 if click:
                     page.get_by_role("button", name="Run", exact=True).click()
-                page.get_by_text("Done", exact=False).first.wait_for(timeout=600_000)
+                page.get_by_text("Done", exact=False).first.wait_for(timeout=1_800_000)
                 time.sleep(2)
                 page.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=False)
                 print("wrote", ROOT / "docs" / f"{name}.png")

@@ -86,6 +86,9 @@ def test_diagonal_page_runs_a_small_preset_live(app_url, browser):
     page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
     page.get_by_text("Final values").wait_for(timeout=30000)
     page.locator(".vega-embed").nth(4).wait_for(timeout=30000)  # 4 live charts + final beta
+    # the settings survive the reruns of a run (a widget re-created with other arguments would reset)
+    steps = page.locator("[data-testid='stSidebar'] input[type='number']").nth(4)
+    assert steps.input_value() == "20001"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "diagonal.png"), full_page=True)
     page.close()

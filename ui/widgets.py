@@ -18,12 +18,11 @@ def _label(info: dict) -> str:
 def field_widget(info: dict, default, key: str):
     """One widget for one config field, bound to the URL under `key` (its query parameter)."""
     label, help_text = _label(info), info.get("help") or None
+    # The default is passed on every run: a widget whose arguments change is a new widget to Streamlit.
     common = dict(key=key, help=help_text, bind="query-params")
-    if key not in st.session_state:
-        common["value" if not info.get("choices") else "index"] = (
-            default if not info.get("choices") else list(info["choices"]).index(default))
     if info.get("choices"):
-        return st.selectbox(label, info["choices"], **common)
+        return st.selectbox(label, info["choices"], index=list(info["choices"]).index(default), **common)
+    common["value"] = default
     if info["type"] is bool:
         return st.toggle(label, **common)
     if info["type"] is str:
