@@ -350,15 +350,17 @@ def train(layout: Layout, params: np.ndarray, x: np.ndarray, y: np.ndarray, idx:
 
 
 def batch_indices(n: int, steps: int, batches: list[int], seed: int) -> np.ndarray:
-    """SGD's samples: (R, steps, max batch) indices, uniform with replacement across steps and without
-    within a step; run r draws from its own stream (seed, r) and is padded with -1 past its batch size."""
-    out = np.full((len(batches), steps, max(batches)), -1, dtype=np.int64)
+    """SGD's samples as the authors' code draws them: after np.random.seed(seed), each step takes
+    np.random.choice(n, batch, replace=False), i.e. the first `batch` entries of a fresh permutation of
+    range(n) (uniform with replacement across steps, without within a step). Every run restarts the same
+    stream, so runs with one batch size see the same samples. Returns (R, steps, max batch) indices, padded
+    with -1 past each run's batch size."""
+    rs = np.random.RandomState(seed)
+    width = max(batches)
+    perms = np.array([rs.permutation(n)[:width] for _ in range(steps)], dtype=np.int64).reshape(steps, width)
+    out = np.full((len(batches), steps, width), -1, dtype=np.int64)
     for r, batch in enumerate(batches):
-        rng = np.random.default_rng([seed, 1, r])
-        if batch == 1:
-            out[r, :, 0] = rng.integers(0, n, steps)
-        else:
-            out[r, :, :batch] = rng.random((steps, n)).argsort(1)[:, :batch]
+        out[r, :, :batch] = perms[:, :batch]
     return out
 
 

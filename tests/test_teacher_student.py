@@ -62,15 +62,34 @@ def test_alignment_by_hand() -> None:
 def test_data_teacher_and_projection() -> None:
     c = ts.PRESETS["fig6"].config
     p = ts.problem(c)
-    np.testing.assert_allclose(np.linalg.norm(p["x"], axis=1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(p["x"], axis=1), 1.0, rtol=1e-6)       # unit rows in float32
     assert p["x"].shape == (50, 5) and p["x_test"].shape == (1000, 5) and p["fresh"].shape == (181, 5)
     basis = ts.projection_basis(p["directions"], ts.layouts(c)[1].layers(p["student"])[0][0])
     np.testing.assert_allclose(basis.T @ basis, np.eye(2), atol=1e-12)
     # the teacher's two directions lie in the projection plane
     np.testing.assert_allclose(np.linalg.norm(p["directions"] @ basis, axis=1), np.linalg.norm(p["directions"], axis=1))
     two = ts.problem(ts.PRESETS["fig5"].config)
-    np.testing.assert_allclose(np.linalg.norm(two["directions"], axis=1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(two["directions"], axis=1), 1.0, rtol=1e-6)
     assert set(np.abs(ts.layouts(ts.PRESETS["fig5"].config)[0].layers(two["teacher"])[1][0].ravel())) == {1.0}
+
+
+def test_data_and_labels_are_the_authors_draws() -> None:
+    """With the authors' seeds the labels are the ones their notebooks print (fig5 seed 0, fig6 seed 5)."""
+    fig5 = ts.problem(ts.PRESETS["fig5"].config)
+    np.testing.assert_allclose(fig5["y"], [0.9664, -0.5862, 0.4440, 0.9520, 0.8456, 0.6576, -1.0138, 0.7839,
+                                           -0.2553, -0.2928, -1.5520, 0.8203, 0.8531, -0.1936, -1.1354], atol=6e-5)
+    fig6 = ts.problem(ts.PRESETS["fig6"].config)
+    np.testing.assert_allclose(fig6["y"][:10], [-0.6163, 0.9799, 0.3886, 0.1911, 0.3208, -0.6920, -0.3344, -0.1105,
+                                                1.2851, -0.3311], atol=6e-5)
+    # the student: nn.Linear's constructors after torch.manual_seed(seed), then 0.5 N(0,1) rows, output layer 0
+    torch.manual_seed(0)
+    w1 = torch.nn.Linear(2, 20, bias=False).weight
+    torch.nn.Linear(20, 1, bias=False)
+    np.testing.assert_allclose(fig5["student"][:40], (0.5 * torch.randn_like(w1)).double().numpy().ravel(),
+                               rtol=1e-5, atol=1e-5)
+    assert not fig5["student"][40:].any()
+    # phi is evaluated on the first p test inputs, as the authors do
+    np.testing.assert_array_equal(fig6["fresh"], fig6["x_test"][:181])
 
 
 def test_bad_values_are_rejected_with_the_field_name() -> None:
@@ -109,31 +128,53 @@ def fig5() -> list[dict]:
     return _fig("fig5")
 
 
-def test_fig5_large_step_that_blows_up_ends_diverged_with_its_history(fig5) -> None:
-    # measured: at the preset seed the three runs with step 0.455 leave the loss's stable region within
-    # ~20 steps (0.455 * max_x ||phi(x)||^2 = 2.4 at this init); they must end 'diverged', history kept
-    small, *large = fig5[0]["runs"]
+def test_fig5_every_run_trains_at_the_preset_seed_and_a_blow_up_ends_diverged(fig5) -> None:
+    # measured: from the authors' seed-0 draws all four runs train (train loss ~1e-5 as in their notebook);
+    # from seed 1's init the three runs with step 0.455 blow up within 15 steps (so do they in the authors' code)
+    assert all(r["status"] == "done" and r["final"]["train_loss"] < 1e-3 for r in fig5[0]["runs"])
+    small, *large = fig5[1]["runs"]
     assert small["status"] == "done" and small["final"]["train_loss"] < 1e-3
     for run in large:
         assert run["status"] == "diverged" and run["history"]["step"] and "diverged at step" in run["message"]
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured: step 0.455 diverges from most inits (all three large runs at "
-                   "11 of seeds 0-15); the claims hold at 1 of seeds 0-15 (seed 4), and at 2 of 10 with step 0.35")
-def test_fig5_large_steps_generalize_better_and_align(fig5) -> None:
-    def claim(runs):
-        small, *large = runs
-        return all(r["status"] == "done" and r["final"]["test_loss"] < small["final"]["test_loss"]
-                   and r["final"]["alignment"] > small["final"]["alignment"] for r in large)
-    assert _holds(fig5, claim) == [True, True]
+def _fig5_claim(runs: list[dict]) -> bool:
+    small, *large = runs
+    return all(r["status"] == "done" and r["final"]["test_loss"] < small["final"]["test_loss"]
+               and r["final"]["alignment"] > small["final"]["alignment"] for r in large)
 
 
 @pytest.mark.slow
-def test_fig6_long_large_step_phase_generalizes_better_with_sparser_layers() -> None:
+def test_fig5_at_the_preset_seed_large_steps_generalize_better_and_align(fig5) -> None:
+    # measured: test loss 2.2e-4 / 3.0e-4 / 1.5e-4 vs 6.0e-4, alignment 0.87 / 0.94 / 1.00 vs 0.40
+    assert _holds(fig5, _fig5_claim)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: step 0.455 diverges from the inits of seeds 1, 2, 3 (as it does "
+                   "in the authors' code, from the same draws); over seeds 0-23 the claim holds at 3 (0, 11, 23)")
+def test_fig5_large_steps_generalize_better_and_align_at_2_of_3_other_seeds(fig5) -> None:
+    assert _holds(fig5, _fig5_claim)[1]
+
+
+@pytest.fixture(scope="module")
+def fig6() -> list[dict]:
+    return _fig("fig6")
+
+
+@pytest.mark.slow
+def test_fig6_long_large_step_phase_generalizes_better_with_sparser_layers(fig6) -> None:
     def claim(runs):
         constant, long = runs[0]["final"], runs[-1]["final"]
         return (long["test_loss"] < constant["test_loss"]
                 and long["feature_sparsity_l1"] < constant["feature_sparsity_l1"]
                 and long["feature_sparsity_l2"] < constant["feature_sparsity_l2"])
-    assert _holds(_fig("fig6"), claim) == [True, True]
+    assert _holds(fig6, claim) == [True, True]
+
+
+@pytest.mark.slow
+def test_fig6_test_losses_match_the_authors_printed_ones(fig6) -> None:
+    # their notebook, seed 5 (at step 9,934): 0.0614, 0.0322, 0.0248, 0.0206; measured here: 0.0588, 0.0315,
+    # 0.0241, 0.0218 (float32 SGD paths part ways slowly, so a few percent apart)
+    finals = [r["final"]["test_loss"] for r in fig6[0]["runs"]]
+    np.testing.assert_allclose(finals, [0.0614, 0.0322, 0.0248, 0.0206], rtol=0.1)

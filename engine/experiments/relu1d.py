@@ -5,6 +5,7 @@ MSE loss (no 1/2), SGD with a linear warmup to factor W over the first s of trai
 Fig. 4: s = 2% (W = 8, /2.5) vs s = 50% (W = 200, /3): the long large-step phase ends with far fewer
 kinks, a lower rank of the NTK feature matrix phi and a lower feature sparsity. Fig. 9: W = 500 s,
 and the 50% run no longer fits (over-regularization).
+Seeds follow the authors' code: the net from torch.manual_seed(seed), SGD's samples from np.random.seed(seed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from engine.config import Config, param
 from engine.experiments import Preset
 from engine.schedules import checkpoint_steps, linear_warmup
 from engine.sparsity import feature_sparsity, kinks
+from engine.torch_draws import TorchRandom
 
 TITLE = "Two-layer ReLU net on 1D regression: kinks of the predictor (Fig. 4, 9, 10)"
 N_POINTS = 12
@@ -71,10 +73,15 @@ class Relu1DConfig(Config):
 
 Config = Relu1DConfig
 
+# The 50% run is chaotic: whether it fits (Fig. 4) or sticks near 10^-0.5 (Fig. 9) flips with float32 rounding
+# (this loop and torch's part ways after ~5,000 steps) or a 1e-7 relative change of the init (at seed 3, float32:
+# it fits in 8 of 12 such inits for Fig. 4, sticks in 4 of 12 for Fig. 9). So a seed's outcome is one draw of a
+# bistable run: over seeds 3-26 both runs fit in 17 of 24 (Fig. 4) and the 50% run sticks in 4 of 24 (Fig. 9).
 PRESETS = {
     "fig4": Preset(Relu1DConfig(), "warmup to 400 s over s = 2% vs 50%: the long large-step phase leaves few kinks"),
     "fig9": Preset(Relu1DConfig(runs=(_run("warmup 2%", 0.02, 500, 2.5), _run("warmup 50%", 0.5, 500, 3.0))),
-                   "warmup to 500 s: the 50% run over-regularizes and no longer fits"),
+                   "warmup to 500 s: the 50% run can over-regularize and no longer fit (a chaotic outcome: about "
+                   "1 seed in 6)"),
 }
 
 
@@ -87,12 +94,16 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def init_params(c: Relu1DConfig) -> np.ndarray:
-    """Flat [w, b, a] of the initial net (shared by all runs)."""
-    rng = np.random.default_rng(c.seed)
-    w = c.w_init * rng.choice([-1.0, 1.0], c.width)
-    b = c.b_init * rng.normal(size=c.width)
-    a = c.a_init * rng.normal(size=c.width)
-    return np.concatenate([w, b, a])
+    """Flat [w, b, a] of the initial net (shared by all runs), drawn as the authors' code draws it: after
+    torch.manual_seed(seed), the nn.Linear constructors' draws, then w = +-w_init (torch.rand rounded),
+    b = b_init * randn, a = a_init * randn (float32; replayed by `TorchRandom`)."""
+    rng = TorchRandom(c.seed)
+    rng.linear(1, c.width, True)
+    rng.linear(c.width, 1, False)
+    w = np.float32(c.w_init) * (2 * np.round(rng.rand(c.width)) - 1)
+    b = np.float32(c.b_init) * rng.randn(c.width)
+    a = np.float32(c.a_init) * rng.randn(c.width)
+    return np.concatenate([w, b, a]).astype(np.float64)
 
 
 def kink_positions(params: np.ndarray, x: np.ndarray, tol: float) -> np.ndarray:
