@@ -87,6 +87,9 @@ class Config:
                 for i, run in enumerate(value):
                     if not isinstance(run, Config):
                         raise ValueError(f"runs[{i}] is not a {self.run_type.__name__}")
+                names = [getattr(run, "name", i) for i, run in enumerate(value)]
+                if len(set(names)) != len(names):
+                    raise ValueError(f"runs: names must differ, got {names}")
             else:
                 check_field(f, value)
         self.check()

@@ -35,3 +35,11 @@ def test_field_info_exposes_bounds_for_widgets():
     info = {i["name"]: i for i in field_info(bouncing.Config)}
     assert (info["eta"]["lo"], info["eta"]["hi"]) == (0.01, 5.0)
     assert info["algorithms"]["choices"] == ("SGD + GD", "SGD", "GD")
+
+
+def test_runs_need_distinct_names():
+    from engine.experiments import diagonal
+
+    run = diagonal.FIG2.runs[0]
+    with pytest.raises(ValueError, match="runs: names must differ"):
+        diagonal.FIG2.replace(runs=(run, run))

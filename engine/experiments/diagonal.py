@@ -85,9 +85,6 @@ class DiagonalConfig(Config):
             raise ValueError(f"r={self.r} must not exceed d={self.d}: beta* has r nonzero coordinates out of d")
         if not 1 <= len(self.runs) <= 8:
             raise ValueError(f"runs: expected 1 to 8 runs, got {len(self.runs)}")
-        names = [r.name for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"runs: names must differ, got {names}")
 
 
 Config = DiagonalConfig

@@ -65,11 +65,6 @@ class Relu1DConfig(Config):
     kink_tol: float = param(0.01, 0.0, 1.0, step=0.001, help="kinks closer than this (in x) count as one")
     snapshots: int = param(60, 2, 1000, step=1, help="checkpoints at which the predictor curve is stored")
 
-    def check(self) -> None:
-        names = [r.name for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"runs: names must differ, got {names}")
-
 
 Config = Relu1DConfig
 

@@ -83,9 +83,6 @@ class ResNetConfig(Config):
     run_type: ClassVar = RunSpec
 
     def check(self) -> None:
-        names = [r.name for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"runs: names must differ, got {names}")
         if self.dataset == "digits" and self.batch_size > cifar.DIGITS_TRAIN:
             raise ValueError(f"batch_size={self.batch_size} is above the {cifar.DIGITS_TRAIN} training digits")
 

@@ -75,9 +75,6 @@ class TeacherStudentConfig(Config):
     snapshots: int = param(60, 2, 1000, step=1, help="checkpoints at which neuron positions are stored")
 
     def check(self) -> None:
-        names = [r.name for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"runs: names must differ, got {names}")
         for i, r in enumerate(self.runs):
             if r.batch_size > self.n:
                 raise ValueError(f"runs.{i}.batch_size={r.batch_size} is larger than the n={self.n} training points")
