@@ -7,4 +7,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+python3 -m ruff check .
 python3 -m pytest "$@"

@@ -15,14 +15,14 @@ EXPERIMENT, PREFIX = "bouncing", "toy_"
 FIELDS = ["eta", "a", "b", "theta_star", "theta0", "steps", "n", "seed", "algorithms"]
 
 st.title("Toy model: loss stabilization by bouncing")
-st.caption("h(x) = x θ², labels y = x θ*², loss F(θ) = ¼ E(y − x θ²)², SGD θ ← θ + η θ x (y − x θ²). "
-           "Prop. 3: for η in ((θ* a)⁻², 1.25 (θ* b)⁻²) the loss stays in a band and θ alternates sides of θ*.")
+st.caption("h(x) = x θ², labels y = x θ\\*², loss F(θ) = ¼ E(y − x θ²)², SGD θ ← θ + η θ x (y − x θ²). "
+           "Prop. 3: for η in ((θ\\* a)⁻², 1.25 (θ\\* b)⁻²) the loss stays in a band and θ alternates sides of θ\\*.")
 
 
 # ---- settings: preset + sliders, bound to the URL (bind="query-params") so a link reproduces them
 with st.sidebar:
     preset, base = preset_picker(bouncing.PRESETS, "toy_preset", PREFIX, FIELDS)
-    values = config_widgets(base, FIELDS, PREFIX)
+    values = config_widgets(base, FIELDS, PREFIX, sliders=("eta", "a", "b", "theta_star", "theta0", "steps"))
 
 config = build_config(bouncing.Config, base, values)
 if config is None:
@@ -36,14 +36,14 @@ if lo >= hi:
                "the support of x is too wide (need b/a < √1.25 ≈ 1.118).")
 elif lo < config.eta < hi:
     st.success(f"η = {config.eta:g} lies **inside** the Prop. 3 interval ({lo:.4g}, {hi:.4g}): expect the loss "
-               f"to stay between {low:.3g} and {high:.3g} and θ to alternate sides of θ* = {config.theta_star:g}.")
+               f"to stay between {low:.3g} and {high:.3g} and θ to alternate sides of θ\\* = {config.theta_star:g}.")
 elif config.eta <= lo:
     st.info(f"η = {config.eta:g} lies **below** the Prop. 3 interval ({lo:.4g}, {hi:.4g}): SGD should converge.")
 else:
     st.info(f"η = {config.eta:g} lies **above** the Prop. 3 interval ({lo:.4g}, {hi:.4g}): no guarantee; "
             "far enough above, the iterates blow up.")
 if not 0 < config.theta0 < config.theta_star:
-    st.caption("Prop. 3 assumes 0 < θ₀ < θ*.")
+    st.caption("Prop. 3 assumes 0 < θ₀ < θ\\*.")
 
 # ---- the toy trains in ~0.1 s, so every change runs at once (same config = same cached job)
 job = get_manager().submit(EXPERIMENT, config, preset=preset)

@@ -20,9 +20,9 @@ def test_toy_page_opens_on_its_preset_and_draws_everything():
 def test_toy_page_moves_with_the_step_size_and_explains_bad_input():
     at = AppTest.from_file(str(PAGES / "toy_1d.py"), default_timeout=60)
     at.run()
-    at.sidebar.number_input(key="toy_eta").set_value(0.9).run()
+    at.sidebar.slider(key="toy_eta").set_value(0.9).run()
     assert any("below" in i.value for i in at.info)
-    at.sidebar.number_input(key="toy_a").set_value(1.2).run()
+    at.sidebar.slider(key="toy_a").set_value(1.2).run()
     assert not at.exception
     assert any("must be below b" in e.value for e in at.error)
 

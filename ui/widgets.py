@@ -15,8 +15,9 @@ def _label(info: dict) -> str:
     return info.get("label") or info["name"].replace("_", " ")
 
 
-def field_widget(info: dict, default, key: str):
-    """One widget for one config field, bound to the URL under `key` (its query parameter)."""
+def field_widget(info: dict, default, key: str, slider: bool = False):
+    """One widget for one config field, bound to the URL under `key` (its query parameter); numbers get a
+    slider over their bounds when `slider`, else a number input."""
     label, help_text = _label(info), info.get("help") or None
     # The default is passed on every run: a widget whose arguments change is a new widget to Streamlit.
     common = dict(key=key, help=help_text, bind="query-params")
@@ -28,20 +29,25 @@ def field_widget(info: dict, default, key: str):
     if info["type"] is str:
         return st.text_input(label, **common)
     lo, hi, step = info.get("lo"), info.get("hi"), info.get("step")
+    if slider:
+        kind = int if info["type"] is int else float
+        return st.slider(label, min_value=kind(lo), max_value=kind(hi), step=kind(step) if step else None, **common)
     if info["type"] is int:
         return st.number_input(label, min_value=int(lo), max_value=int(hi), step=int(step or 1), **common)
     return st.number_input(label, min_value=float(lo), max_value=float(hi), step=float(step) if step else None,
                            format="%.6g", **common)
 
 
-def config_widgets(config: Config, names: list[str], prefix: str, columns: int = 1) -> dict:
-    """Widgets for the named fields of `config` (its values as defaults); returns {name: value}."""
+def config_widgets(config: Config, names: list[str], prefix: str, columns: int = 1,
+                   sliders: tuple[str, ...] = ()) -> dict:
+    """Widgets for the named fields of `config` (its values as defaults), sliders for those in `sliders`;
+    returns {name: value}."""
     infos = {i["name"]: i for i in field_info(type(config))}
     cols = st.columns(columns) if columns > 1 else [st.container()]
     values = {}
     for k, name in enumerate(names):
         with cols[k % len(cols)]:
-            values[name] = field_widget(infos[name], getattr(config, name), f"{prefix}{name}")
+            values[name] = field_widget(infos[name], getattr(config, name), f"{prefix}{name}", name in sliders)
     return values
 
 
