@@ -9,6 +9,7 @@ from engine import cifar
 from engine.experiments import resnet
 from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
+from ui.overlay import overlay
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
 
@@ -126,9 +127,11 @@ def tile_grid(weights: np.ndarray, scale: int = 8) -> np.ndarray:
         tiles = tiles.reshape(side, side, k, k, inp)
     else:
         tiles = w[..., None]                                        # (out, in, k, k, 1)
-    lo = np.nanmin(tiles, axis=(2, 3, 4), keepdims=True)
-    hi = np.nanmax(tiles, axis=(2, 3, 4), keepdims=True)
-    tiles = np.nan_to_num((tiles - lo) / np.where(hi > lo, hi - lo, 1), nan=1.0)
+    empty = np.isnan(tiles)  # the unused cells of the last grid row
+    tiles = np.where(empty, 0.0, tiles)
+    lo = tiles.min(axis=(2, 3, 4), keepdims=True)
+    hi = tiles.max(axis=(2, 3, 4), keepdims=True)
+    tiles = np.where(empty, 1.0, (tiles - lo) / np.where(hi > lo, hi - lo, 1))
     tiles = np.pad(tiles, ((0, 0), (0, 0), (0, 1), (0, 1), (0, 0)), constant_values=1)  # white gaps
     rows, cols = tiles.shape[:2]
     grid = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * (k + 1), cols * (k + 1), tiles.shape[-1])
@@ -199,3 +202,6 @@ def draw(view: dict) -> None:
 
 
 live(job, draw, "Press Run to queue the runs of the table (one job at a time on the GPU / long lane).")
+overlay(EXPERIMENT, job, [("test_error", "Test error", False), ("train_loss", "Train loss", True),
+                          ("sparsity_block4", "Feature sparsity, block 4", False),
+                          ("sparsity_block1", "Feature sparsity, block 1", False)])

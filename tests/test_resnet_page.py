@@ -80,3 +80,25 @@ def test_a_folder_outside_the_data_root_is_an_error():
     at = page(resnet_preset="fig7-plain", resnet_device="cpu", resnet_data_dir="../elsewhere")
     assert not at.exception
     assert any("outside the data root" in e.value for e in at.error)
+
+
+def run_tiny(**params) -> AppTest:
+    at = page(**{**TINY, **params})
+    at.button(key="run_resnet").click().run()
+    deadline = time.time() + 180
+    while not any(s.value.startswith("Done") for s in at.success):
+        assert time.time() < deadline, "the run did not finish"
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
+def test_runs_of_another_group_overlay_on_the_same_charts():
+    run_tiny(resnet_width="2")
+    at = run_tiny()
+    before = len(at.get("vega_lite_chart"))
+    overlay = at.multiselect(key="resnet_overlay")
+    assert any(name.startswith("cpu-demo · ") for name in overlay.options)
+    overlay.set_value([overlay.options[0]]).run()
+    assert not at.exception
+    assert len(at.get("vega_lite_chart")) == before + 4    # test error, train loss, sparsity blocks 4 and 1
