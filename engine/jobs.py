@@ -20,7 +20,6 @@ from engine.recording import Cancelled, Recorder
 from engine.store import Store
 
 log = logging.getLogger(__name__)
-FINISHED = ("done", "cancelled", "failed")
 
 
 @dataclass(eq=False)
@@ -36,6 +35,7 @@ class Job:
     submitted: float = field(default_factory=time.time)
     thread: threading.Thread | None = None
     _manager: JobManager | None = None
+    _settled: threading.Event = field(default_factory=threading.Event)  # set once its result is stored
 
     @property
     def status(self) -> str:
@@ -44,7 +44,8 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        """True once the job has ended and its result is in the disk cache (if it is to be cached)."""
+        return self._settled.is_set()
 
     @property
     def queue_position(self) -> int | None:
@@ -70,12 +71,7 @@ class Job:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job finishes; True if it did."""
-        deadline = None if timeout is None else time.time() + timeout
-        while not self.finished:
-            if deadline is not None and time.time() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return self._settled.wait(timeout)
 
 
 class JobManager:
@@ -106,6 +102,7 @@ class JobManager:
         if result is None:
             return None
         job = Job(key, experiment, config, Recorder.from_result(result), from_cache=True, _manager=self)
+        job._settled.set()
         with self._lock:
             return self._jobs.setdefault(key, job)
 
@@ -136,7 +133,7 @@ class JobManager:
                 self._ensure_long_worker()
                 self._queue_ready.notify_all()
                 return job
-        job.thread = threading.Thread(target=self._execute, args=(job, use_cache), daemon=True,
+        job.thread = threading.Thread(target=self._execute, args=(job,), daemon=True,
                                       name=f"job-{experiment}-{key[:8]}")
         job.thread.start()
         return job
@@ -147,6 +144,7 @@ class JobManager:
             if job in self._queue:
                 self._queue.remove(job)
                 job.recorder.close("cancelled", "cancelled before it started")
+                job._settled.set()
                 return
         job.recorder.request_stop()
 
@@ -181,15 +179,20 @@ class JobManager:
                 while not self._queue:
                     self._queue_ready.wait()
                 job = self._queue.popleft()
-            self._execute(job, True)
+            self._execute(job)
 
-    def _execute(self, job: Job, use_cache: bool) -> None:
+    def _execute(self, job: Job) -> None:
+        try:
+            self._run(job)
+        finally:
+            job._settled.set()
+
+    def _run(self, job: Job) -> None:
         rec = job.recorder
         rec.data["status"] = "running"
         rec.data["started"] = time.time()
-        module = experiments.get(job.experiment)
         try:
-            module.run(job.config, rec, self.store.workdir(job.key))
+            experiments.get(job.experiment).run(job.config, rec, self.store.workdir(job.key))
         except Cancelled:
             rec.close("cancelled", "cancelled by the user")
             return
