@@ -19,7 +19,8 @@ def run_order(view: dict) -> list[str]:
 
 def color(labels: list[str]) -> alt.Color:
     """One color per run label, in the order of the runs."""
-    return alt.Color("label:N", title=None, sort=labels, scale=alt.Scale(domain=labels, scheme="tableau10"))
+    return alt.Color("label:N", title=None, sort=labels, scale=alt.Scale(domain=labels, scheme="tableau10"),
+                     legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1))
 
 
 def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -41,18 +42,17 @@ def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str],
     summary = seed_summary(frame)
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
     healthy = frame[frame["status"] != "diverged"]["value"]
-    if len(healthy) and len(healthy) < len(frame):
+    if log and len(healthy) and len(healthy) < len(frame):
         # keep the surviving runs readable: a diverged run's last values would flatten them
-        top = healthy.max() * (100 if log else 1.5)
-        y_scale = alt.Scale(type="log" if log else "linear", zero=False, clamp=True,
-                            domain=[healthy.min() if log else min(healthy.min(), 0), top])
+        y_scale = alt.Scale(type="log", clamp=True, domain=[healthy.min(), healthy.max() * 100])
     base = alt.Chart(summary).encode(x=alt.X("step:Q", title=x_title), color=color(labels))
     line = base.mark_line(strokeWidth=1.6).encode(
         y=alt.Y("median:Q", title=y_title or metric, scale=y_scale),
         tooltip=["label", "step", alt.Tooltip("median:Q", format=".4g", title=metric), "seeds"])
     layers = [line]
     if not summary.empty and summary["seeds"].max() > 1:
-        layers.insert(0, base.mark_area(opacity=0.18).encode(y="low:Q", y2="high:Q"))
+        # after the line, so that the legend shows line symbols
+        layers.append(base.mark_area(opacity=0.18).encode(y="low:Q", y2="high:Q"))
     if rules is not None and not rules.empty:
         layers.append(alt.Chart(rules).mark_rule(strokeDash=[4, 3], opacity=0.7).encode(
             x="step:Q", color=color(labels), tooltip=["label", alt.Tooltip("step:Q", title="decay at")]))

@@ -63,7 +63,10 @@ def _status_line(view: dict) -> None:
     diverged = [r["name"] for r in view["runs"] if r["status"] == "diverged"]
     where = "from the disk cache" if view.get("from_cache") else f"in {view['elapsed']:.1f} s"
     if status == "done":
-        st.success(f"Done {where}." + (f" Diverged: {', '.join(diverged)}." if diverged else ""))
+        if len(diverged) > 1:
+            st.success(f"Done {where}. {len(diverged)} of {len(view['runs'])} runs diverged.")
+        else:
+            st.success(f"Done {where}." + (f" {diverged[0]} diverged." if diverged else ""))
     elif status == "cancelled":
         st.warning(f"Cancelled after {view['elapsed']:.1f} s; the checkpoints recorded so far are shown.")
     elif status == "failed":
