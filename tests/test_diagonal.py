@@ -322,3 +322,12 @@ def test_bounds_and_cross_checks():
     with pytest.raises(ValueError, match="names must differ"):
         FIG2.replace(runs=(FIG2.runs[0], FIG2.runs[0]))
 
+
+
+def test_sde_preset_noise_alone_sparsifies_while_noiseless_gd_stays_dense():
+    rec = Recorder("diagonal", diagonal.PRESETS["sde"].config.to_dict())
+    diagonal.run(diagonal.PRESETS["sde"].config, rec, None)
+    final = {r["name"]: r["final"] for r in rec.view()["runs"]}
+    assert final["GD, no noise"]["l0_norm"] == 200
+    assert final["SGD"]["l0_norm"] < 120 and final["SDE (Eq. 8)"]["l0_norm"] < 120
+    assert final["SDE (Eq. 8)"]["test_loss"] < final["GD, no noise"]["test_loss"] / 3
