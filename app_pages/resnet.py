@@ -4,6 +4,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from engine import cifar
 from engine.experiments import resnet
@@ -26,8 +27,15 @@ st.caption("A CIFAR-layout ResNet-18/34 trained by SGD (batch 256) with a small 
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
+@st.cache_resource
+def default_preset() -> str:
+    """fig7-plain when a GPU and CIFAR-10 are there, else the cpu-demo that runs anywhere."""
+    return "fig7-plain" if torch.cuda.is_available() and cifar.available("cifar10") else "cpu-demo"
+
+
+presets = {default_preset(): resnet.PRESETS[default_preset()], **resnet.PRESETS}  # the first is the default
 with st.sidebar:
-    preset, base = preset_picker(resnet.PRESETS, "resnet_preset", PREFIX, [*FIELDS, "data_dir"], RUNS_KEY)
+    preset, base = preset_picker(presets, "resnet_preset", PREFIX, [*FIELDS, "data_dir"], RUNS_KEY)
     values = config_widgets(base, FIELDS, PREFIX)
     values["data_dir"] = st.text_input("data folder", base.data_dir, key="resnet_data_dir", bind="query-params",
                                        help=f"CIFAR folder inside the data root {cifar.data_root()} ('' = the root)")
