@@ -16,24 +16,33 @@ BLOWUP = 1e6  # a residual this large means the run has left every basin: stop i
 
 
 @njit(cache=True, nogil=True, fastmath=False)
+def _residual(x, u, v, yi):  # pragma: no cover - compiled
+    """<x, u * v> - y_i, summed in index order."""
+    e = 0.0
+    for j in range(u.shape[0]):
+        e += x[j] * (u[j] * v[j])
+    return e - yi
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _update(u, v, c, g):  # pragma: no cover - compiled
+    """u -= c g * v and v -= c g * u, both with the old u."""
+    for j in range(u.shape[0]):
+        uj = u[j]
+        cg = c * g[j]
+        u[j] = uj - cg * v[j]
+        v[j] = v[j] - cg * uj
+
+
+@njit(cache=True, nogil=True, fastmath=False)
 def _sgd1(u, v, X, y, lr, idx, t_from, t_to, t0):  # pragma: no cover - compiled
     """Batch-1 SGD from step t_from to t_to (sample idx[t - t0]); returns the step it blew up at, or -1."""
-    d = u.shape[0]
     for t in range(t_from, t_to):
         i = idx[t - t0]
-        x = X[i]
-        e = 0.0
-        for j in range(d):
-            e += x[j] * (u[j] * v[j])
-        e -= y[i]
+        e = _residual(X[i], u, v, y[i])
         if not abs(e) <= BLOWUP:
             return t
-        c = lr[t] * e
-        for j in range(d):
-            uj = u[j]
-            cx = c * x[j]
-            u[j] = uj - cx * v[j]
-            v[j] = v[j] - cx * uj
+        _update(u, v, lr[t] * e, X[i])
     return -1
 
 
@@ -42,26 +51,16 @@ def _sgd_batch(u, v, X, y, lr, idx, t_from, t_to, t0, b_size, g):  # pragma: no 
     """Mini-batch SGD (mean gradient over b_size samples idx[(t - t0) * b_size + b]); as _sgd1."""
     d = u.shape[0]
     for t in range(t_from, t_to):
-        for j in range(d):
-            g[j] = 0.0
+        g[:] = 0.0
         base = (t - t0) * b_size
         for b in range(b_size):
             i = idx[base + b]
-            x = X[i]
-            e = 0.0
-            for j in range(d):
-                e += x[j] * (u[j] * v[j])
-            e -= y[i]
+            e = _residual(X[i], u, v, y[i])
             if not abs(e) <= BLOWUP:
                 return t
             for j in range(d):
-                g[j] += e * x[j]
-        c = lr[t] / b_size
-        for j in range(d):
-            uj = u[j]
-            cg = c * g[j]
-            u[j] = uj - cg * v[j]
-            v[j] = v[j] - cg * uj
+                g[j] += e * X[i, j]
+        _update(u, v, lr[t] / b_size, g)
     return -1
 
 
@@ -72,11 +71,7 @@ def _full_batch(u, v, X, y, lr, noise, sqrt_delta, t_from, t_to, t0, res, g):  #
     n, d = X.shape
     for t in range(t_from, t_to):
         for i in range(n):
-            x = X[i]
-            e = 0.0
-            for j in range(d):
-                e += x[j] * (u[j] * v[j])
-            e -= y[i]
+            e = _residual(X[i], u, v, y[i])
             if not abs(e) <= BLOWUP:
                 return t
             res[i] = e / n
@@ -84,19 +79,12 @@ def _full_batch(u, v, X, y, lr, noise, sqrt_delta, t_from, t_to, t0, res, g):  #
             base = (t - t0) * n
             for i in range(n):
                 res[i] -= sqrt_delta * noise[base + i]
-        for j in range(d):
-            g[j] = 0.0
+        g[:] = 0.0
         for i in range(n):
-            x = X[i]
             ri = res[i]
             for j in range(d):
-                g[j] += x[j] * ri
-        c = lr[t]
-        for j in range(d):
-            uj = u[j]
-            cg = c * g[j]
-            u[j] = uj - cg * v[j]
-            v[j] = v[j] - cg * uj
+                g[j] += X[i, j] * ri
+        _update(u, v, lr[t], g)
     return -1
 
 
