@@ -10,10 +10,12 @@ from ui.charts import decay_rules, metric_chart, run_order
 from ui.edge_finder import edge_finder
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
+from ui.widgets import settings
 
-EXPERIMENT, PREFIX, RUNS_KEY = "diagonal", "diag_", "diag_runs"
+EXPERIMENT, PREFIX = "diagonal", "diag_"
 FIELDS = ["n", "d", "r", "init_scale", "steps", "data_seed", "seeds", "first_seed"]
+RUNS_HELP = ("Edit the table to change step sizes and schedules, add or delete runs. SDE = Euler–Maruyama of the "
+             "paper's Eq. 8 at the loss level `noise_level`. `decay_at` = 1 means no decay.")
 
 st.title("Diagonal linear networks")
 st.caption("h(x) = ⟨u ⊙ v, x⟩ trained by SGD from u = init_scale·1, v = 0 on sparse regression data "
@@ -22,19 +24,9 @@ st.caption("h(x) = ⟨u ⊙ v, x⟩ trained by SGD from u = init_scale·1, v = 0
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
-with st.sidebar:
-    preset, base = preset_picker(diagonal.PRESETS, "diag_preset", PREFIX, FIELDS, RUNS_KEY)
-    values = config_widgets(base, FIELDS, PREFIX)
+preset, config = settings(diagonal.PRESETS, diagonal.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
 
-st.subheader("Runs")
-st.caption("Edit the table to change step sizes and schedules, add or delete runs. SDE = Euler–Maruyama of the "
-           "paper's Eq. 8 at the loss level `noise_level`. `decay_at` = 1 means no decay.")
-values["runs"] = runs_editor(base.runs, RUNS_KEY)
-config = build_config(diagonal.Config, base, values)
-if config is None:
-    st.stop()
-
-edge_finder(config, RUNS_KEY)
+edge_finder(config, f"{PREFIX}runs")
 job = run_controls(EXPERIMENT, config, preset)
 
 

@@ -9,10 +9,11 @@ from engine.experiments import relu1d
 from ui.charts import color, decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, checkpoint_scrubber, config_widgets, preset_picker, runs_editor
+from ui.widgets import checkpoint_scrubber, settings
 
-EXPERIMENT, PREFIX, RUNS_KEY = "relu1d", "relu_", "relu_runs"
+EXPERIMENT, PREFIX = "relu1d", "relu_"
 FIELDS = ["width", "w_init", "b_init", "a_init", "steps", "seed", "dtype", "device", "checkpoints", "kink_tol"]
+RUNS_HELP = "lr_i = lr (1 + (W − 1)(i/N)^e) for i ≤ at·N, then divided by `decay` and held. `at` = 1: no decay."
 
 st.title("ReLU net on 1D regression: kinks")
 st.caption("h(x) = Σⱼ aⱼ relu(wⱼ x + bⱼ) with 100 units fits 12 points by SGD (batch 1, MSE). The step size warms "
@@ -23,16 +24,7 @@ st.caption("h(x) = Σⱼ aⱼ relu(wⱼ x + bⱼ) with 100 units fits 12 points 
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
-with st.sidebar:
-    preset, base = preset_picker(relu1d.PRESETS, "relu_preset", PREFIX, FIELDS, RUNS_KEY)
-    values = config_widgets(base, FIELDS, PREFIX)
-
-st.subheader("Runs")
-st.caption("lr_i = lr (1 + (W − 1)(i/N)^e) for i ≤ at·N, then divided by `decay` and held. `at` = 1: no decay.")
-values["runs"] = runs_editor(base.runs, RUNS_KEY)
-config = build_config(relu1d.Config, base, values)
-if config is None:
-    st.stop()
+preset, config = settings(relu1d.PRESETS, relu1d.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
 job = run_controls(EXPERIMENT, config, preset)
 
 

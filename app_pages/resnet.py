@@ -12,11 +12,13 @@ from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.overlay import overlay
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, config_widgets, preset_picker, runs_editor
+from ui.widgets import settings
 
-EXPERIMENT, PREFIX, RUNS_KEY = "resnet", "resnet_", "resnet_runs"
+EXPERIMENT, PREFIX = "resnet", "resnet_"
 FIELDS = ["dataset", "model", "width", "setting", "epochs", "batch_size", "eval_every", "seeds", "sparsity_images",
-          "device", "compile"]
+          "device", "compile", "data_dir"]
+RUNS_HELP = ("constant: lr throughout. exp-warmup: lr·base^(100 t) until t = at, then /10 until 0.9, then /100 "
+             "(the plain setting). step: lr until at, /10 until 0.9, /100 (the state-of-the-art setting).")
 
 st.title("ResNets on CIFAR: sparse features")
 st.caption("A CIFAR-layout ResNet-18/34 trained by SGD (batch 256) with a small constant step or a large step kept "
@@ -34,11 +36,7 @@ def default_preset() -> str:
 
 
 presets = {default_preset(): resnet.PRESETS[default_preset()], **resnet.PRESETS}  # the first is the default
-with st.sidebar:
-    preset, base = preset_picker(presets, "resnet_preset", PREFIX, [*FIELDS, "data_dir"], RUNS_KEY)
-    values = config_widgets(base, FIELDS, PREFIX)
-    values["data_dir"] = st.text_input("data folder", base.data_dir, key="resnet_data_dir", bind="query-params",
-                                       help=f"CIFAR folder inside the data root {cifar.data_root()} ('' = the root)")
+preset, config = settings(presets, resnet.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
 
 
 # ---- data: CIFAR is read from the data root, downloaded only when the user asks
@@ -85,13 +83,6 @@ def data_panel(dataset: str, data_dir: str) -> bool:
     return False
 
 
-st.subheader("Runs")
-st.caption("constant: lr throughout. exp-warmup: lr·base^(100 t) until t = at, then /10 until 0.9, then /100 "
-           "(the plain setting). step: lr until at, /10 until 0.9, /100 (the state-of-the-art setting).")
-values["runs"] = runs_editor(base.runs, RUNS_KEY)
-config = build_config(resnet.Config, base, values)
-if config is None:
-    st.stop()
 try:
     resnet.pick_device(config.device)
 except RuntimeError as exc:

@@ -9,11 +9,13 @@ from engine.experiments import teacher_student as ts
 from ui.charts import decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.tables import finals_frame, histories_frame
-from ui.widgets import build_config, checkpoint_scrubber, config_widgets, preset_picker, runs_editor
+from ui.widgets import checkpoint_scrubber, settings
 
-EXPERIMENT, PREFIX, RUNS_KEY = "teacher_student", "ts_", "ts_runs"
+EXPERIMENT, PREFIX = "teacher_student", "ts_"
 FIELDS = ["depth", "d", "n", "teacher_width", "student_width", "init_scale", "output_init", "teacher_scale",
           "steps", "seed", "dtype", "device", "checkpoints", "align_degrees"]
+RUNS_HELP = ("lr_i = lr (1 + (W − 1)(i/N)^e) for i ≤ at·N, then divided by `decay` and held. `at` = 1: no "
+             "decay. A step size beyond the edge of stability of the init blows up: the run ends 'diverged'.")
 
 st.title("Teacher-student ReLU nets: neurons")
 st.caption("A student ReLU net learns labels from a small teacher net on n points of the unit sphere (SGD, batch 1, "
@@ -23,17 +25,7 @@ st.caption("A student ReLU net learns labels from a small teacher net on n point
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
-with st.sidebar:
-    preset, base = preset_picker(ts.PRESETS, "ts_preset", PREFIX, FIELDS, RUNS_KEY)
-    values = config_widgets(base, FIELDS, PREFIX)
-
-st.subheader("Runs")
-st.caption("lr_i = lr (1 + (W − 1)(i/N)^e) for i ≤ at·N, then divided by `decay` and held. `at` = 1: no decay. "
-           "A step size beyond the edge of stability of the init blows up: the run ends 'diverged'.")
-values["runs"] = runs_editor(base.runs, RUNS_KEY)
-config = build_config(ts.Config, base, values)
-if config is None:
-    st.stop()
+preset, config = settings(ts.PRESETS, ts.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
 job = run_controls(EXPERIMENT, config, preset)
 
 

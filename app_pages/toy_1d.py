@@ -9,7 +9,7 @@ from engine.experiments import bouncing
 from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, get_manager, live
 from ui.tables import histories_frame
-from ui.widgets import build_config, config_widgets, preset_picker
+from ui.widgets import settings
 
 EXPERIMENT, PREFIX = "bouncing", "toy_"
 FIELDS = ["eta", "a", "b", "theta_star", "theta0", "steps", "n", "seed", "algorithms"]
@@ -20,13 +20,8 @@ st.caption("h(x) = x θ², labels y = x θ\\*², loss F(θ) = ¼ E(y − x θ²)
 
 
 # ---- settings: preset + sliders, bound to the URL (bind="query-params") so a link reproduces them
-with st.sidebar:
-    preset, base = preset_picker(bouncing.PRESETS, "toy_preset", PREFIX, FIELDS)
-    values = config_widgets(base, FIELDS, PREFIX, sliders=("eta", "a", "b", "theta_star", "theta0", "steps"))
-
-config = build_config(bouncing.Config, base, values)
-if config is None:
-    st.stop()
+preset, config = settings(bouncing.PRESETS, bouncing.Config, PREFIX, FIELDS,
+                          sliders=("eta", "a", "b", "theta_star", "theta0", "steps"))
 
 # ---- the Prop. 3 interval, stated before anything runs
 lo, hi = bouncing.prop3_interval(config)

@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     preset_name, config = experiments.preset(args.experiment, args.preset)
     config = with_settings(config, _parse_sets(args.set))
     if args.device != "auto":
-        if "device" not in {f for f in config.to_dict()}:
+        if "device" not in config.to_dict():
             print(f"note: {args.experiment} runs on the CPU (numpy); --device is ignored", file=sys.stderr)
         else:
             config = config.replace(device=args.device)

@@ -11,6 +11,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.page_helpers import run_until_done
+
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "resnet.py")
 TINY = dict(resnet_width="4", resnet_epochs="1", resnet_eval_every="10", resnet_sparsity_images="256",
             resnet_device="cpu")
@@ -36,13 +38,8 @@ def test_a_tiny_cpu_demo_run_draws_charts_filters_and_finals():
     assert at.sidebar.selectbox(key="resnet_preset").value == "cpu-demo"
     assert at.dataframe(key="resnet_runs_editor").value["name"].tolist() == ["small", "large, 10%", "large, 30%",
                                                                              "large, 50%"]
-    at.button(key="run_resnet").click().run()
-    deadline = time.time() + 180
-    while not any(s.value.startswith("Done") for s in at.success):
-        assert time.time() < deadline, "the run did not finish"
-        time.sleep(0.5)
-        at.run()
-        assert not at.exception, at.exception
+    at.button(key="run_resnet").click()
+    at = run_until_done(at, timeout=180)
     assert len(at.get("vega_lite_chart")) >= 4 + 4 + 1     # loss/errors/lr, 4 sparsity panels, distances
     assert len(at.get("image")) == 4                       # stem and later layer, at init and now
     assert any(s.value == "Filters (Fig. 12)" for s in at.subheader)
@@ -84,13 +81,8 @@ def test_a_folder_outside_the_data_root_is_an_error():
 
 def run_tiny(**params) -> AppTest:
     at = page(**{**TINY, **params})
-    at.button(key="run_resnet").click().run()
-    deadline = time.time() + 180
-    while not any(s.value.startswith("Done") for s in at.success):
-        assert time.time() < deadline, "the run did not finish"
-        time.sleep(0.5)
-        at.run()
-    return at
+    at.button(key="run_resnet").click()
+    return run_until_done(at, timeout=180)
 
 
 def test_runs_of_another_group_overlay_on_the_same_charts():

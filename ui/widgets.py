@@ -138,3 +138,22 @@ def checkpoint_scrubber(view: dict, snapshot: str, key: str) -> int | None:
     if follow or st.session_state.get(f"{key}_step") not in steps:
         st.session_state[f"{key}_step"] = steps[-1]
     return st.select_slider("Checkpoint (iteration)", options=steps, key=f"{key}_step", disabled=follow)
+
+
+def settings(presets: dict, config_type: type, prefix: str, fields: list[str], runs_help: str | None = None,
+             sliders: tuple[str, ...] = ()) -> tuple[str, Config]:
+    """A page's settings, bound to the URL: the preset and one widget per field in the sidebar, then, when
+    `runs_help` is given, the editable runs table (query parameter `<prefix>runs`). Returns (preset name,
+    validated config); invalid input shows its message and stops the page."""
+    runs_key = f"{prefix}runs" if runs_help is not None else None
+    with st.sidebar:
+        preset, base = preset_picker(presets, f"{prefix}preset", prefix, fields, runs_key)
+        values = config_widgets(base, fields, prefix, sliders=sliders)
+    if runs_key:
+        st.subheader("Runs")
+        st.caption(runs_help)
+        values["runs"] = runs_editor(base.runs, runs_key)
+    config = build_config(config_type, base, values)
+    if config is None:
+        st.stop()
+    return preset, config
