@@ -43,9 +43,6 @@ class Store:
         """Store a finished result."""
         self._cache.set(key, dict(engine_version=ENGINE_VERSION, result=result))
 
-    def delete(self, key: str) -> None:
-        self._cache.delete(key)
-
     def clear(self) -> None:
         """Drop every stored result."""
         self._cache.clear()
