@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from engine import diagonal_kernels, schedules
+from engine import claims, diagonal_kernels, schedules
 from engine.diagonal_kernels import GD, SDE, SGD
 from engine.experiments import diagonal, diagonal_edge
 from engine.recording import Cancelled, Recorder
@@ -149,41 +149,41 @@ def test_sde_noise_matches_sgd_noise_at_the_loss_level():
 
 
 # ----------------------------------------------------------------------------- fig2
+# The large steps sit at the edge of stability, so the claims are asserted as rates over sampling seeds, with a
+# margin, and at the preset's seed (deterministic on every machine: see test_determinism.py).
 @pytest.fixture(scope="module")
 def fig2_seeds():
-    return by_seed(run_config(FIG2.replace(seeds=10)))
+    return by_seed(run_config(FIG2.replace(seeds=10, first_seed=1)))
+
+
+def fig2_checks(runs: dict[str, dict]) -> list:
+    return claims.diagonal_large_steps(list(runs.values()), FIG2.steps, FIG2.d)
 
 
 @pytest.mark.slow
 def test_fig2_over_ten_sampling_seeds(fig2_seeds):
-    small, large = "small step", [r.name for r in FIG2.runs[1:]]
-    survived = [s for s, runs in fig2_seeds.items() if all(r["status"] == "done" for r in runs.values())]
+    """Measured: all four runs survive at 8 of seeds 1-10 and the whole figure holds at 7 (seed 1's 30% run
+    generalizes only 1.3x better); asserted: at least 5 of 10 each."""
     assert sorted(fig2_seeds) == list(range(1, 11))
-    assert len(survived) >= 6, survived
+    survived = [s for s, runs in fig2_seeds.items() if all(r["status"] == "done" for r in runs.values())]
+    holds = [s for s, runs in fig2_seeds.items() if claims.holds(fig2_checks(runs))]
+    assert len(survived) >= 5 and len(holds) >= 5, (survived, holds)
     for runs in fig2_seeds.values():
+        assert runs["small step"]["status"] == "done" and runs["small step"]["final"]["l0_norm"] >= 190
         for r in runs.values():  # a diverged run is reported as such, with its history
             assert r["status"] in ("done", "diverged")
             if r["status"] == "diverged":
                 assert r["message"].startswith("diverged at step") and len(r["history"]["step"]) > 100
-    for s in survived:
-        runs = fig2_seeds[s]
-        for name in large:  # the loss stabilizes during the large-step phase
-            spec = runs[name]["config"]
-            decay = int(spec["decay_at"] * FIG2.steps)
-            step, loss = history(runs[name], "train_loss")
-            window = (step >= 0.2 * decay) & (step < decay)
-            assert -2.5 <= np.log10(np.median(loss[window])) <= -0.5, (s, name)
-            assert runs[small]["final"]["test_loss"] >= 5 * runs[name]["final"]["test_loss"], (s, name)
-        l0 = [runs[name]["final"]["l0_norm"] for name in large]
-        assert l0[0] > l0[1] > l0[2], (s, l0)
-        assert runs[small]["final"]["l0_norm"] >= 190
-        assert runs[large[2]]["final"]["ntk_rank"] < runs[small]["final"]["ntk_rank"]
+    for s in survived:  # every survivor sparsifies in the paper's order
+        assert [c.ok for c in fig2_checks(fig2_seeds[s])][3:5] == [True, True], s
 
 
-def test_fig2_preset_all_four_runs_survive(fig2_seeds):
+def test_fig2_preset_shows_the_figure():
     view = run_config(FIG2)
     assert [r["status"] for r in view["runs"]] == ["done"] * 4
-    assert [r["seed"] for r in view["runs"]] == [1] * 4
+    assert [r["seed"] for r in view["runs"]] == [FIG2.first_seed] * 4
+    checks = fig2_checks({r["label"]: r for r in view["runs"]})
+    assert claims.holds(checks), checks
     run = view["runs"][1]
     step, _ = history(run, "train_loss")
     assert step[0] == 0 and step[-1] == FIG2.steps and len(step) == 300
@@ -192,8 +192,12 @@ def test_fig2_preset_all_four_runs_survive(fig2_seeds):
     assert np.array_equal(view["extras"]["beta_star"], diagonal.make_data(FIG2).beta_star)
     beta = np.array(run["snapshots"]["beta"])
     assert beta.shape == (200,) and np.linalg.norm(beta - view["extras"]["beta_star"]) < 0.05
-    for r in view["runs"]:  # the same trajectories as seed 1 of the ten-seed run
-        assert r["final"] == fig2_seeds[1][r["name"]]["final"]
+
+
+def test_a_seed_gives_the_same_trajectories_alone_or_among_others(fig2_seeds):
+    alone = run_config(FIG2.replace(first_seed=4))
+    for r in alone["runs"]:
+        assert r["final"] == fig2_seeds[4][r["name"]]["final"] and r["status"] == fig2_seeds[4][r["name"]]["status"]
 
 
 # ----------------------------------------------------------------------------- fig8
@@ -202,28 +206,39 @@ def fig8():
     return run_config(FIG8)
 
 
-def test_fig8_gd_stabilizes_but_stays_dense_and_repeats_exactly(fig8):
+def test_fig8_gd_stabilizes_but_stays_dense_while_sgd_sparsifies(fig8):
+    checks = claims.diagonal_gd_vs_sgd(fig8["runs"], FIG8.d)
+    assert claims.holds(checks), checks
     gd = [r for r in fig8["runs"] if r["config"]["algorithm"] == "GD"]
-    assert len(gd) == 4 and all(r["status"] == "done" for r in gd)
     for r in gd:
-        assert r["final"]["l0_norm"] >= 75
         if r["config"]["decay_at"] < 1:
             decay = int(r["config"]["decay_at"] * FIG8.steps)
             step, loss = history(r, "train_loss")
             assert -2.5 <= np.log10(np.median(loss[(step >= 0.2 * decay) & (step < decay)])) <= -0.5
     again = run_config(FIG8.replace(runs=FIG8.runs[1:2], first_seed=7))["runs"][0]
-    assert again["history"] == gd[1]["history"]
+    assert again["history"] == gd[1]["history"]  # GD does not depend on the sampling seed
 
 
-def test_fig8_sgd_diverges_and_the_edge_finder_proposes_a_surviving_step(fig8):
-    sgd = fig8["runs"][4]
-    assert sgd["status"] == "diverged"
-    at = sgd["snapshots"]["diverged_at"]
-    assert 0 < at < FIG8.steps and sgd["message"] == f"diverged at step {at}"
-    assert sgd["history"]["step"][-1] <= at
-    t = time.time()
+@pytest.mark.slow
+def test_fig8_the_papers_sgd_step_lies_past_the_edge_on_this_data():
+    """Measured over sampling seeds 1-10: the paper's 0.272 survives at 1, the preset's 0.262 at 10 (and
+    sparsifies); asserted with a margin: at most 3 and at least 8."""
+    sgd = FIG8.runs[4]
+    view = run_config(FIG8.replace(runs=(sgd.replace(name="paper", lr=0.272), sgd), seeds=10, first_seed=1))
+    paper = [r for r in view["runs"] if r["label"] == "paper"]
+    preset = [r for r in view["runs"] if r["label"] == sgd.name]
+    assert sum(r["status"] == "done" for r in paper) <= 3
+    assert sum(r["status"] == "done" and r["final"]["l0_norm"] < 0.75 * FIG8.d for r in preset) >= 8
+    for r in paper:
+        if r["status"] == "diverged":
+            at = r["snapshots"]["diverged_at"]
+            assert 0 < at < FIG8.steps and r["message"] == f"diverged at step {at}"
+            assert r["history"]["step"][-1] <= at
+
+
+def test_the_edge_finder_proposes_a_surviving_step():
     edge = diagonal.find_edge(FIG8, 4, seeds=3)
-    assert time.time() - t < 5 and edge["steps"] == 20_001
+    assert edge["steps"] == 20_001
     assert all(0 < lo <= hi <= lo + 0.002 for lo, hi in zip(edge["edges"], edge["upper"], strict=True))
     assert edge["suggested"] < 0.272 and edge["min"] <= edge["median"] <= edge["max"]
     proposed = FIG8.replace(runs=(FIG8.runs[4].replace(lr=edge["suggested"]),))

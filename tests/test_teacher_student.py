@@ -92,6 +92,21 @@ def test_data_and_labels_are_the_authors_draws() -> None:
     np.testing.assert_array_equal(fig6["fresh"], fig6["x_test"][:181])
 
 
+def test_data_are_the_authors_draws_computed_without_blas() -> None:
+    """The sphere points are rs.multivariate_normal(0, I_d) draws, and the teacher's labels its float32 outputs
+    to the last bit of float32 (exactly rounded sums instead of a BLAS kernel's)."""
+    for preset in ("fig5", "fig6"):
+        c = ts.PRESETS[preset].config
+        rs = np.random.RandomState(c.seed + 1)
+        drawn = rs.multivariate_normal(np.zeros(c.d), np.eye(c.d), c.n)
+        unit = (drawn.astype(np.float32) / np.linalg.norm(drawn.astype(np.float32), axis=1, keepdims=True))
+        p = ts.problem(c)
+        np.testing.assert_allclose(p["x"], unit, rtol=2e-7)
+        t_layout = ts.layouts(c)[0]
+        blas = rn.predict(t_layout, p["teacher"].astype(np.float32), p["x"].astype(np.float32))
+        np.testing.assert_allclose(p["y"], blas, rtol=0, atol=8 * np.spacing(np.float32(np.abs(blas).max())))
+
+
 def test_bad_values_are_rejected_with_the_field_name() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         ts.Config(n=5, runs=(ts.RunSpec(batch_size=6),))

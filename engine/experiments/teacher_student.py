@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from engine import exact
 from engine import relu_nets as rn
 from engine.config import Config, param
 from engine.experiments import Preset
@@ -112,15 +113,31 @@ def layouts(c: TeacherStudentConfig) -> tuple[rn.Layout, rn.Layout]:
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows in float32 scaled to unit norm, as the authors' code does it (x / sum(x^2)^0.5 in float32; equal to
-    torch's result up to its summation order, a last-bit difference at most)."""
+    torch's result up to its summation order, a last-bit difference at most). The sums are exactly rounded
+    (engine.exact), so the data do not depend on the CPU or BLAS kernel."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.sqrt((x.astype(np.float64) ** 2).sum(1, keepdims=True)).astype(np.float32)
+    norms = exact.row_norms(x)[:, None].astype(np.float32)
     return (x / norms).astype(np.float64)
 
 
 def _sphere(rs: np.random.RandomState, count: int, d: int) -> np.ndarray:
-    """rs.multivariate_normal(0, I_d, count), rows scaled to unit norm (float32)."""
-    return _unit_rows(rs.multivariate_normal(np.zeros(d), np.eye(d), count))
+    """rs.multivariate_normal(0, I_d, count) (which draws exactly rs.standard_normal((count, d)) for an identity
+    covariance, then multiplies by a BLAS identity: tests check it), rows scaled to unit norm (float32)."""
+    return _unit_rows(rs.standard_normal((count, d)))
+
+
+def teacher_outputs(layout: rn.Layout, params: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The teacher's outputs on x as its float32 net computes them, each layer's sums exactly rounded (engine.exact)
+    instead of BLAS's kernel-dependent float32 sums: the labels, and so every trajectory, are the same on every
+    machine."""
+    a = np.asarray(x, dtype=np.float32)
+    layers = layout.layers(np.asarray(params, dtype=np.float32))
+    for k, (w, b) in enumerate(layers):
+        z = exact.matmul(a, w.T) + (0.0 if b is None else b.astype(np.float64))
+        a = z.astype(np.float32)
+        if k < len(layers) - 1:
+            a = np.maximum(a, np.float32(0))
+    return a[:, 0].astype(np.float64)
 
 
 def _gaussian_net(layout: rn.Layout, seed: int, scales: list[float]) -> np.ndarray:
@@ -159,10 +176,8 @@ def problem(c: TeacherStudentConfig) -> dict:
     if len(fresh) < s_layout.size:
         fresh = np.concatenate([fresh, _sphere(np.random.RandomState([c.seed, 2]), s_layout.size - len(fresh), c.d)])
 
-    def labels(inputs: np.ndarray) -> np.ndarray:
-        return rn.predict(t_layout, t.astype(np.float32), inputs.astype(np.float32)).astype(np.float64)
-
-    return dict(x=x, y=labels(x), x_test=x_test, y_test=labels(x_test), teacher=t, student=student,
+    return dict(x=x, y=teacher_outputs(t_layout, t, x), x_test=x_test, y_test=teacher_outputs(t_layout, t, x_test),
+                teacher=t, student=student,
                 directions=t_layout.layers(t)[0][0], fresh=fresh)
 
 
