@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import schedules  # noqa: E402
+from engine import diagonal_data, schedules  # noqa: E402
 from engine.experiments import diagonal  # noqa: E402
 from engine.recording import Recorder  # noqa: E402
 
@@ -53,7 +53,7 @@ def time_engine(repeats: int) -> list[float]:
 # ----------------------------------------------------------------------------- straightforward version
 def straightforward(c: diagonal.DiagonalConfig) -> list[dict]:
     """The same figure the obvious way: per-step numpy updates, one run after the other, full SVD of phi."""
-    data = diagonal.make_data(c)
+    data = diagonal_data.make_data(c)
     x, y, x_test, y_test, fresh = data.x, data.y, data.x_test, data.y_test, data.x_fresh
     checkpoints = set(schedules.checkpoint_steps(c.steps, 100, c.checkpoints).tolist())
     results = []

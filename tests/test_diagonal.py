@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from engine import claims, diagonal_kernels, schedules
+from engine import claims, diagonal_data, diagonal_kernels, diagonal_sim, schedules
 from engine.diagonal_kernels import GD, SDE, SGD
 from engine.experiments import diagonal, diagonal_edge
 from engine.recording import Cancelled, Recorder
@@ -49,7 +49,7 @@ def history(run: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- rules and data
 def test_data_is_the_authors_recipe():
     for c in (FIG2, FIG8, FIG3):
-        data = diagonal.make_data(c)
+        data = diagonal_data.make_data(c)
         rs = np.random.RandomState(0)
         x = rs.multivariate_normal(np.zeros(c.d), np.eye(c.d), c.n)
         x_test = rs.multivariate_normal(np.zeros(c.d), np.eye(c.d), 1000)
@@ -64,13 +64,13 @@ def test_data_is_the_authors_recipe():
 
 def reference(c, run: diagonal.DiagonalRun, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The update rules of EXPERIMENTS section 2 and Eq. 8, one step at a time in numpy."""
-    data = diagonal.make_data(c)
+    data = diagonal_data.make_data(c)
     x, y, n = data.x, data.y, c.n
     u, v = np.full(c.d, c.init_scale), np.zeros(c.d)
     lr = schedules.step_decay(run.lr, c.steps, run.decay_at, run.decay_factor)
     idx = np.random.RandomState(seed).randint(n, size=steps * run.batch_size).reshape(steps, run.batch_size)
-    noise = diagonal._NoiseStream(seed, n).take(0, steps).reshape(steps, n)
-    delta = diagonal.sde_delta(run, n)
+    noise = diagonal_sim._NoiseStream(seed, n).take(0, steps).reshape(steps, n)
+    delta = diagonal_sim.sde_delta(run, n)
     for t in range(steps):
         if run.algorithm == "SGD":
             xb = x[idx[t]]
@@ -90,8 +90,8 @@ def reference(c, run: diagonal.DiagonalRun, steps: int, seed: int) -> tuple[np.n
 ])
 def test_kernel_follows_the_update_rules(run):
     c = FIG2.replace(steps=1000, runs=(run,), first_seed=3)
-    rows, lr, _ = diagonal.plan(c)
-    sim = diagonal.Simulator(diagonal.make_data(c), rows, lr, c.init_scale)
+    rows, lr, _ = diagonal_sim.plan(c)
+    sim = diagonal_sim.Simulator(diagonal_data.make_data(c), rows, lr, c.init_scale)
     u, v = sim.advance(np.array([300]))
     ru, rv = reference(c, run, 300, 3)
     np.testing.assert_allclose(u[0, 0] * v[0, 0], ru * rv, rtol=1e-7, atol=1e-12)
@@ -102,17 +102,17 @@ def test_results_do_not_depend_on_chunking_or_on_other_rows():
     runs = (diagonal.DiagonalRun("a", "SGD", 0.282), diagonal.DiagonalRun("b", "SGD", 0.3, batch_size=3),
             diagonal.DiagonalRun("c", "GD", 2.0), diagonal.DiagonalRun("d", "SDE", 0.2, noise_level=0.05))
     c = FIG8.replace(steps=3000, runs=runs, seeds=2)
-    data = diagonal.make_data(c)
-    rows, lr, _ = diagonal.plan(c)
+    data = diagonal_data.make_data(c)
+    rows, lr, _ = diagonal_sim.plan(c)
     assert len(rows.algo) == 7  # GD does not depend on the seed: one row for both
-    one = diagonal.Simulator(data, rows, lr, c.init_scale)
+    one = diagonal_sim.Simulator(data, rows, lr, c.init_scale)
     u1, v1 = one.advance(np.array([3000]))
-    split = diagonal.Simulator(data, rows, lr, c.init_scale)
+    split = diagonal_sim.Simulator(data, rows, lr, c.init_scale)
     for stop in (1, 17, 1000, 2048, 3000):
         u2, v2 = split.advance(np.array([stop]))
     assert np.array_equal(u1, u2) and np.array_equal(v1, v2)
-    alone = diagonal.plan(c.replace(runs=runs[3:], seeds=1, first_seed=2))
-    sim = diagonal.Simulator(data, *alone[:2], c.init_scale)
+    alone = diagonal_sim.plan(c.replace(runs=runs[3:], seeds=1, first_seed=2))
+    sim = diagonal_sim.Simulator(data, *alone[:2], c.init_scale)
     u3, _ = sim.advance(np.array([3000]))
     assert np.array_equal(u3[0, 0], u1[0, [i for i, a in enumerate(rows.algo) if a == SDE][1]])
     assert {SGD, GD, SDE} == set(rows.algo)
@@ -125,7 +125,7 @@ def test_each_kernel_compiles_once():
     runs = (diagonal.DiagonalRun("a", "SGD", 0.2), diagonal.DiagonalRun("b", "SGD", 0.2, batch_size=2),
             diagonal.DiagonalRun("c", "GD", 0.5), diagonal.DiagonalRun("d", "SDE", 0.2))
     run_config(FIG3.replace(steps=301, runs=runs, plane=False))
-    diagonal.find_edge(FIG3, 0, seeds=1, steps=101)
+    diagonal_edge.find_edge(FIG3, 0, seeds=1, steps=101)
     entry_points = (diagonal_kernels.advance, diagonal_kernels.residual_losses, diagonal_kernels.quadratic_forms)
     assert [len(k.signatures) for k in entry_points] == [1, 1, 1]
 
@@ -135,8 +135,8 @@ def test_sde_noise_matches_sgd_noise_at_the_loss_level():
     eta^2 delta D_v X^T X D_v has the same trace as SGD's exact one (Prop. 1: eta^2/n^2 D_v X^T Cov(xi) X D_v,
     Cov(xi) = n diag(r^2) - r r^T), within the isotropy approximation of Claim 4."""
     c = FIG2.replace(runs=FIG2.runs[1:2])
-    data = diagonal.make_data(c)
-    sim = diagonal.Simulator(data, *diagonal.plan(c)[:2], c.init_scale)
+    data = diagonal_data.make_data(c)
+    sim = diagonal_sim.Simulator(data, *diagonal_sim.plan(c)[:2], c.init_scale)
     u, v = sim.advance(np.array([8000]))
     u, v = u[0, 0], v[0, 0]
     r = data.x @ (u * v) - data.y
@@ -144,7 +144,7 @@ def test_sde_noise_matches_sgd_noise_at_the_loss_level():
     xv = data.x * v
     sgd = (c.n * (r**2 * (xv**2).sum(1)).sum() - ((xv.T @ r) ** 2).sum()) / c.n**2
     run = diagonal.DiagonalRun("sde", "SDE", noise_level=loss)
-    sde = diagonal.sde_delta(run, c.n) * (xv**2).sum()
+    sde = diagonal_sim.sde_delta(run, c.n) * (xv**2).sum()
     assert 1e-3 < loss < 1e-1 and 0.5 < sde / sgd < 2.0
 
 
@@ -189,7 +189,7 @@ def test_fig2_preset_shows_the_figure():
     assert step[0] == 0 and step[-1] == FIG2.steps and len(step) == 300
     _, lr = history(run, "lr")
     assert lr[0] == 0.282 and lr[-1] == pytest.approx(0.282 / 4.8)
-    assert np.array_equal(view["extras"]["beta_star"], diagonal.make_data(FIG2).beta_star)
+    assert np.array_equal(view["extras"]["beta_star"], diagonal_data.make_data(FIG2).beta_star)
     beta = np.array(run["snapshots"]["beta"])
     assert beta.shape == (200,) and np.linalg.norm(beta - view["extras"]["beta_star"]) < 0.05
 
@@ -237,7 +237,7 @@ def test_fig8_the_papers_sgd_step_lies_past_the_edge_on_this_data():
 
 
 def test_the_edge_finder_proposes_a_surviving_step():
-    edge = diagonal.find_edge(FIG8, 4, seeds=3)
+    edge = diagonal_edge.find_edge(FIG8, 4, seeds=3)
     assert edge["steps"] == 20_001
     assert all(0 < lo <= hi <= lo + 0.002 for lo, hi in zip(edge["edges"], edge["upper"], strict=True))
     assert edge["suggested"] < 0.272 and edge["min"] <= edge["median"] <= edge["max"]
@@ -259,7 +259,7 @@ def test_edge_experiment_records_one_run_per_seed():
 def test_fig3_plane_and_paths():
     view = run_config(FIG3)
     plane = view["extras"]["plane"]
-    data = diagonal.make_data(FIG3)
+    data = diagonal_data.make_data(FIG3)
     flow, gd, sgd = view["runs"]
     assert [r["status"] for r in view["runs"]] == ["done"] * 3 and flow["seed"] == 2
     d = FIG3.d

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from engine import schedules
+from engine import diagonal_data, diagonal_sim, schedules
 from engine.experiments import diagonal
 from engine.metrics import DiagonalRank, diagonal_phi, l0_norm, ntk_rank_bruteforce, rank_from_singular_values
 
@@ -80,9 +80,9 @@ def test_real_run_checkpoints_match_brute_force():
     rank(phi) falls from 200 to ~110 while coordinates cross the threshold."""
     c = diagonal.PRESETS["fig2"].config
     c = c.replace(steps=30_001, runs=c.runs[2:3])
-    data = diagonal.make_data(c)
-    rows, lr, _ = diagonal.plan(c)
-    sim = diagonal.Simulator(data, rows, lr, c.init_scale)
+    data = diagonal_data.make_data(c)
+    rows, lr, _ = diagonal_sim.plan(c)
+    sim = diagonal_sim.Simulator(data, rows, lr, c.init_scale)
     steps = schedules.checkpoint_steps(c.steps, 0, 40)
     u, v = sim.advance(steps)
     rank = DiagonalRank(data.x_fresh, c.rank_tau)

@@ -15,13 +15,12 @@ import sys
 
 import numpy as np
 
-from engine import experiments
+from engine import diagonal_sim, experiments
 from engine import relu_nets as rn
-from engine.experiments import diagonal
 from engine.recording import Recorder
 
 digest = hashlib.sha256()
-_advance = diagonal.Simulator.advance
+_advance = diagonal_sim.Simulator.advance
 _train = rn.train
 
 
@@ -38,7 +37,7 @@ def train(*args, **kwargs):
         yield step, params, alive, died
 
 
-diagonal.Simulator.advance = advance
+diagonal_sim.Simulator.advance = advance
 rn.train = train
 
 
