@@ -12,7 +12,8 @@ from ui.tables import finals_frame, histories_frame
 from ui.widgets import checkpoint_scrubber, settings
 
 EXPERIMENT, PREFIX = "relu1d", "relu_"
-FIELDS = ["width", "w_init", "b_init", "a_init", "steps", "seed", "dtype", "device", "checkpoints", "kink_tol"]
+FIELDS = ["width", "w_init", "b_init", "a_init", "steps", "seed", "seeds", "dtype", "device", "checkpoints",
+          "kink_tol"]
 RUNS_HELP = "lr_i = lr (1 + (W − 1)(i/N)^e) for i ≤ at·N, then divided by `decay` and held. `at` = 1: no decay."
 
 st.title("ReLU net on 1D regression: kinks")
@@ -26,6 +27,34 @@ st.caption("h(x) = Σⱼ aⱼ relu(wⱼ x + bⱼ) with 100 units fits 12 points 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
 preset, config = settings(relu1d.PRESETS, relu1d.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
 job = run_controls(EXPERIMENT, config, preset)
+
+
+def first_seed(view: dict) -> dict:
+    """The view with the first seed's runs only: they alone carry predictor snapshots."""
+    return dict(view, runs=[r for r in view["runs"] if r["seed"] == config.seed])
+
+
+def seed_counts(view: dict, labels: list[str]) -> None:
+    """Per run, in how many seeds it diverged, and in how many it ended stuck above STUCK_LOSS (Fig. 9)."""
+    total = {lab: sum(r["label"] == lab for r in view["runs"]) for lab in labels}
+
+    def line(runs: list[dict]) -> str:
+        parts = []
+        for lab in labels:
+            mine = [r for r in runs if r["label"] == lab]
+            if mine:
+                note = f" ({mine[0]['message']})" if len(mine) == 1 and mine[0]["message"] else ""
+                parts.append(f"{lab}: {len(mine)} of {total[lab]} seed{'s' * (total[lab] > 1)}{note}")
+        return "; ".join(parts)
+
+    diverged = [r for r in view["runs"] if r["status"] == "diverged"]
+    stuck = [r for r in view["runs"] if r["status"] == "done"
+             and (r["final"].get("train_loss") or 0) > relu1d.STUCK_LOSS]
+    if diverged:
+        st.warning(f"Diverged: {line(diverged)}")
+    if stuck:
+        st.info(f"Stuck (final train loss > {relu1d.STUCK_LOSS:g}: over-regularized as in Fig. 9, or too few steps "
+                f"to fit): {line(stuck)}")
 
 
 def predictor_frame(view: dict, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -68,14 +97,18 @@ def draw(view: dict) -> None:
         return
     labels = run_order(view)
     rules = decay_rules([r.to_dict() for r in config.runs], config.steps, at_key="at")
-    step = checkpoint_scrubber(view, "predictor", "relu")
+    seed_counts(view, labels)
+    first = first_seed(view)
+    step = checkpoint_scrubber(first, "predictor", "relu")
     left, right = st.columns([3, 2])
     if step is not None:
-        left.altair_chart(predictor_chart(view, step, labels, f"Predictor and its kinks at iteration {step:,}"),
-                          width="stretch")
+        left.altair_chart(predictor_chart(first, step, labels, f"Predictor and its kinks at iteration {step:,} "
+                                          f"(seed {config.seed})"), width="stretch")
         left.caption(f"Drawn checkpoint: iteration {step:,}. Triangles: kinks inside the data range.")
     right.altair_chart(metric_chart(long, "train_loss", "Train loss", labels, log=True, rules=rules),
                        width="stretch")
+    if config.seeds > 1:
+        right.caption(f"Curves: median over seeds {config.seed}–{config.seed + config.seeds - 1}, band: 10–90%.")
     charts = [("ntk_rank", "rank φ (τ = 1e-4, p fresh inputs)", False),
               ("feature_sparsity", f"Feature sparsity (c = {config.corr_threshold:g})", False),
               ("kinks", "Kinks in the data range", False), ("lr", "Step size", False)]
@@ -84,13 +117,13 @@ def draw(view: dict) -> None:
         for col, (metric, title, log) in zip(cols, row):
             col.altair_chart(metric_chart(long, metric, title, labels, log=log, rules=rules), width="stretch")
     if view["status"] != "running":
-        st.subheader("Fig. 10: first it simplifies, then it fits")
+        st.subheader(f"Fig. 10: first it simplifies, then it fits (seed {config.seed})")
         run = st.selectbox("Run", labels, index=len(labels) - 1, key="relu_strip_run")
-        snaps = next(r for r in view["runs"] if r["label"] == run)["snapshots"].get("predictor", [])
-        picks = [snaps[i]["step"] for i in np.unique(np.linspace(0, len(snaps) - 1, 5).round().astype(int))]
-        cols = st.columns(len(picks))
-        one = dict(view, runs=[r for r in view["runs"] if r["label"] == run])
-        for col, s in zip(cols, picks):
+        one = dict(first, runs=[r for r in first["runs"] if r["label"] == run])
+        snaps = one["runs"][0]["snapshots"].get("predictor", []) if one["runs"] else []
+        spread = np.unique(np.linspace(0, len(snaps) - 1, 5).round().astype(int)) if snaps else []
+        picks = [snaps[i]["step"] for i in spread]
+        for col, s in zip(st.columns(max(len(picks), 1)), picks):
             col.altair_chart(predictor_chart(one, s, labels, f"t = {s:,}", height=180, legend=False),
                              width="stretch")
         st.subheader("Final values")

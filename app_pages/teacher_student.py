@@ -13,7 +13,7 @@ from ui.widgets import checkpoint_scrubber, settings
 
 EXPERIMENT, PREFIX = "teacher_student", "ts_"
 FIELDS = ["depth", "d", "n", "teacher_width", "student_width", "init_scale", "output_init", "teacher_scale",
-          "steps", "seed", "dtype", "device", "checkpoints", "align_degrees"]
+          "steps", "seed", "seeds", "dtype", "device", "checkpoints", "align_degrees"]
 RUNS_HELP = ("lr_i = lr (1 + (W − 1)(i/N)^e) for i ≤ at·N, then divided by `decay` and held. `at` = 1: no "
              "decay. A step size beyond the edge of stability of the init blows up: the run ends 'diverged'.")
 
@@ -52,20 +52,35 @@ def neuron_chart(view: dict, run: dict, step: int, title: str) -> alt.Chart:
     return alt.layer(*layers).properties(title=title, height=260, width="container")
 
 
+def diverged_counts(view: dict, labels: list[str]) -> None:
+    """Per run, in how many seeds it diverged (a step beyond the edge of stability of that seed's init)."""
+    diverged = [r for r in view["runs"] if r["status"] == "diverged"]
+    parts = []
+    for lab in labels:
+        mine, total = [r for r in diverged if r["label"] == lab], sum(r["label"] == lab for r in view["runs"])
+        if mine:
+            note = f" ({mine[0]['message']})" if len(mine) == 1 and mine[0]["message"] else ""
+            parts.append(f"{lab}: {len(mine)} of {total} seed{'s' * (total > 1)}{note}")
+    if parts:
+        st.warning("Diverged (beyond the edge of stability of the init): " + "; ".join(parts))
+
+
 def draw(view: dict) -> None:
     long = histories_frame(view)
     if long.empty or "teacher" not in view["extras"]:
         return
     labels = run_order(view)
     rules = decay_rules([r.to_dict() for r in config.runs], config.steps, at_key="at")
-    step = checkpoint_scrubber(view, "neurons", "ts")
+    diverged_counts(view, labels)
+    first = [r for r in view["runs"] if r["seed"] == config.seed]   # only the first seed stores neurons
+    step = checkpoint_scrubber(dict(view, runs=first), "neurons", "ts")
     if step is not None:
         plane = "" if config.d == 2 else " (projected on the plane of two teacher directions)"
         st.caption(f"Drawn checkpoint: iteration {step:,}. Black arrows: teacher directions; gray: neurons at "
-                   f"init; blue: neurons now{plane}.")
-        cols = st.columns(min(len(view["runs"]), 4))
-        for i, run in enumerate(view["runs"]):
-            title = run["label"] + (" (diverged)" if run["status"] == "diverged" else "")
+                   f"init; blue: neurons now{plane}. Seed {config.seed}.")
+        cols = st.columns(min(len(first), 4))
+        for i, run in enumerate(first):
+            title = f"{run['label']} (seed {config.seed}" + (", diverged)" if run["status"] == "diverged" else ")")
             cols[i % len(cols)].altair_chart(neuron_chart(view, run, step, title), width="stretch")
     sparsity = (["feature_sparsity"] if config.depth == 2
                 else [f"feature_sparsity_l{k}" for k in range(1, config.depth)])
@@ -75,6 +90,8 @@ def draw(view: dict) -> None:
               *[(m, f"Feature sparsity, hidden layer {m[-1] if m[-1].isdigit() else 1} (c = "
                     f"{config.corr_threshold:g})", False) for m in sparsity],
               ("lr", "Step size", False)]
+    if config.seeds > 1:
+        st.caption(f"Curves: median over seeds {config.seed}–{config.seed + config.seeds - 1}, band: 10–90%.")
     for i in range(0, len(charts), 2):
         cols = st.columns(2)
         for col, (metric, title, log) in zip(cols, charts[i:i + 2]):

@@ -1,5 +1,6 @@
 """AppTest for the ReLU pages: a small preset run completes, the predictor / neuron scatter and the charts are
-drawn, the time scrubber changes the drawn checkpoint, and a bad value is a message, not a traceback."""
+drawn, the time scrubber changes the drawn checkpoint, several seeds give median + band curves and per-run counts
+of diverged (and stuck) seeds, and a bad value is a message, not a traceback."""
 
 import json
 
@@ -35,6 +36,46 @@ def test_page_runs_its_preset_and_the_scrubber_moves_the_drawing(page, prefix, e
     slider.set_value(int(earlier)).run()
     assert not at.exception
     assert drawn_step(at).startswith(f"Drawn checkpoint: iteration {int(earlier):,}.")
+
+
+def has_band(at: AppTest) -> bool:
+    """Whether some chart draws a 10-90% band (an area layer) under its median line."""
+    return any('"area"' in chart.proto.spec for chart in at.get("vega_lite_chart"))
+
+
+def test_relu_page_with_two_seeds_shows_bands_and_counts_diverged_and_stuck_seeds():
+    at = AppTest.from_file(str(PAGES / "relu_1d.py"), default_timeout=60)
+    for key, value in dict(relu_steps="300", relu_checkpoints="10", relu_seeds="2").items():
+        at.query_params[key] = value
+    at.query_params["relu_runs"] = json.dumps([{**relu1d.RunSpec().to_dict(), "name": "huge", "lr": 0.05},
+                                               {**relu1d.RunSpec().to_dict(), "name": "ok"}])
+    at.run()
+    assert at.sidebar.number_input(key="relu_seeds").value == 2
+    at.button(key="run_relu1d").click()
+    at = run_until_done(at)
+    assert has_band(at)
+    assert any(c.value.startswith("Curves: median over seeds 3–4") for c in at.caption)
+    # 300 steps: the huge step blows up in both seeds, the other run has not fit yet (train loss > STUCK_LOSS)
+    assert [w.value for w in at.warning] == ["Diverged: huge: 2 of 2 seeds"]
+    assert any(i.value.endswith("ok: 2 of 2 seeds") for i in at.info)
+    assert any(s.value.endswith("(seed 3)") for s in at.subheader)
+    assert at.dataframe[-1].value["run"].tolist() == ["huge [seed 3]", "huge [seed 4]", "ok [seed 3]", "ok [seed 4]"]
+
+
+def test_teacher_student_page_with_two_seeds_draws_the_first_seeds_neurons_and_counts_diverged_seeds():
+    at = AppTest.from_file(str(PAGES / "teacher_student.py"), default_timeout=60)
+    for key, value in dict(ts_steps="300", ts_checkpoints="10", ts_seeds="2").items():
+        at.query_params[key] = value
+    at.run()
+    at.button(key="run_teacher_student").click()
+    at = run_until_done(at)
+    assert has_band(at)
+    assert len(at.get("vega_lite_chart")) == 4 + 6               # one scatter per run of seed 0, 6 metrics
+    assert "(seed 0)" in at.get("vega_lite_chart")[0].proto.spec
+    # step 0.455 blows up from seed 1's init (at step 14), not from seed 0's
+    warning = next(w.value for w in at.warning)
+    assert warning.startswith("Diverged") and "large, decay at 10%: 1 of 2 seeds (diverged at step 14" in warning
+    assert "small step" not in warning
 
 
 def test_relu_page_bad_value_is_a_message():
