@@ -16,6 +16,7 @@ pages = [
     st.Page("app_pages/relu_1d.py", title="3 · ReLU net in 1D: kinks", icon=":material/show_chart:"),
     st.Page("app_pages/teacher_student.py", title="4 · Teacher-student: neurons", icon=":material/scatter_plot:"),
     st.Page("app_pages/resnet.py", title="5 · ResNets on CIFAR", icon=":material/grid_view:"),
+    st.Page("app_pages/sweeps.py", title="6 · Sweeps", icon=":material/grid_on:"),
 ]
 page = st.navigation(pages)
 warm_up_kernels()

@@ -9,6 +9,7 @@ from engine.experiments import diagonal
 from ui.charts import decay_rules, metric_chart, run_order
 from ui.edge_finder import edge_finder
 from ui.jobs import downloads, live, run_controls
+from ui.links import sweep_button
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import settings
 
@@ -27,7 +28,8 @@ st.caption("h(x) = ⟨u ⊙ v, x⟩ trained by SGD from u = init_scale·1, v = 0
 preset, config = settings(diagonal.PRESETS, diagonal.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
 
 edge_finder(config, f"{PREFIX}runs")
-job = run_controls(EXPERIMENT, config, preset)
+job = run_controls(EXPERIMENT, config, preset,
+                   extra=lambda: sweep_button(EXPERIMENT, preset, diagonal.PRESETS[preset].config, config))
 
 
 def beta_chart(view: dict) -> alt.Chart | None:

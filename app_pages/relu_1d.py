@@ -8,6 +8,7 @@ import streamlit as st
 from engine.experiments import relu1d
 from ui.charts import color, decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
+from ui.links import sweep_button
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import checkpoint_scrubber, settings
 
@@ -26,7 +27,8 @@ st.caption("h(x) = Σⱼ aⱼ relu(wⱼ x + bⱼ) with 100 units fits 12 points 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
 preset, config = settings(relu1d.PRESETS, relu1d.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
-job = run_controls(EXPERIMENT, config, preset)
+job = run_controls(EXPERIMENT, config, preset,
+                   extra=lambda: sweep_button(EXPERIMENT, preset, relu1d.PRESETS[preset].config, config))
 
 
 def first_seed(view: dict) -> dict:

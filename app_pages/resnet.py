@@ -10,6 +10,7 @@ from engine import cifar
 from engine.experiments import resnet
 from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
+from ui.links import sweep_button
 from ui.overlay import overlay
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import settings
@@ -90,7 +91,8 @@ except RuntimeError as exc:
     st.stop()
 if not data_panel(config.dataset, config.data_dir):
     st.stop()
-job = run_controls(EXPERIMENT, config, preset)
+job = run_controls(EXPERIMENT, config, preset,
+                   extra=lambda: sweep_button(EXPERIMENT, preset, presets[preset].config, config))
 
 
 # ---- drawing

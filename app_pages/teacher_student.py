@@ -8,6 +8,7 @@ import streamlit as st
 from engine.experiments import teacher_student as ts
 from ui.charts import decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
+from ui.links import sweep_button
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import checkpoint_scrubber, settings
 
@@ -26,7 +27,8 @@ st.caption("A student ReLU net learns labels from a small teacher net on n point
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
 preset, config = settings(ts.PRESETS, ts.Config, PREFIX, FIELDS, runs_help=RUNS_HELP)
-job = run_controls(EXPERIMENT, config, preset)
+job = run_controls(EXPERIMENT, config, preset,
+                   extra=lambda: sweep_button(EXPERIMENT, preset, ts.PRESETS[preset].config, config))
 
 
 def neuron_chart(view: dict, run: dict, step: int, title: str) -> alt.Chart:

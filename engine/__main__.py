@@ -1,7 +1,9 @@
-"""Command line: `python -m engine list` and `python -m engine run EXPERIMENT --preset NAME ...`.
+"""Command line: `python -m engine list`, `python -m engine run EXPERIMENT --preset NAME ...` and
+`python -m engine sweep EXPERIMENT --preset NAME [--axis FIELD=LO:HI:N|V1,V2,...]...`.
 
-Runs go through the same job manager and disk cache as the app; `--json OUT` writes
-{"experiment", "preset", "runs": [{"name", "status", "config", "final", "history"}]}.
+Runs and sweeps go through the same job manager and disk cache as the app; `run --json OUT` writes
+{"experiment", "preset", "runs": [{"name", "status", "config", "final", "history"}]}, `sweep --json OUT` writes
+{"experiment", "preset", "axes": [{"field", "values"}], "seeds", "cells": [...]}.
 """
 
 from __future__ import annotations
@@ -68,23 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     manager = JobManager(Store(args.cache_dir) if args.cache_dir else None)
     job = manager.submit(args.experiment, config, preset=preset_name, use_cache=not args.no_cache,
                          restart=args.no_cache)
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, desc=f"{args.experiment}/{preset_name}", file=sys.stderr, disable=args.quiet,
-               bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
-    try:
-        while not job.finished:
-            view = job.view()
-            bar.n = int(view["progress"] * 1000)
-            bar.set_postfix_str(view["message"][:40], refresh=False)
-            bar.refresh()
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        job.cancel()
-        job.wait(10)
-    bar.n = int(job.view()["progress"] * 1000)
-    bar.close()
-    view = job.view()
+    view = follow(job, f"{args.experiment}/{preset_name}", args.quiet)
     if not args.quiet:
         print(summary_table(view))
         source = "from the cache" if job.from_cache else f"in {view['elapsed']:.2f} s"
@@ -93,6 +79,85 @@ def cmd_run(args: argparse.Namespace) -> int:
         with open(args.json, "w") as fh:
             json.dump(export(view), fh)
     return 0 if view["status"] == "done" else 1
+
+
+def follow(job, desc: str, quiet: bool) -> dict:
+    """Show a progress bar until the job ends (Ctrl-C cancels it); returns its final view."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, file=sys.stderr, disable=quiet,
+               bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+    try:
+        while not job.finished:
+            view = job.view()
+            bar.n = int(view["progress"] * 1000)
+            bar.set_postfix_str(view["message"][:48], refresh=False)
+            bar.refresh()
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        job.cancel()
+        job.wait(30)
+    bar.n = int(job.view()["progress"] * 1000)
+    bar.close()
+    return job.view()
+
+
+def cells_table(export: dict) -> str:
+    """One line per grid point: the axis values, status, seeds diverged (and stuck), each metric's median
+    [p10, p90] over the surviving seeds."""
+    fields = [a["field"] for a in export["axes"]]
+    stuck = export.get("stuck_above") is not None
+    rows = [[*fields, "status", "diverged", *(["stuck"] if stuck else []), *export["metrics"]]]
+    for cell in export["cells"]:
+        if cell is None:
+            continue
+        line = [f"{cell['point'][f]:g}" for f in fields] + [cell["status"], f"{cell['diverged']}/{cell['runs']}"]
+        if stuck:
+            line.append(f"{cell.get('stuck', 0)}/{cell['runs']}")
+        for m in export["metrics"]:
+            s = cell["metrics"].get(m, {})
+            line.append("-" if s.get("median") is None else f"{s['median']:.4g} [{s['p10']:.3g}, {s['p90']:.3g}]")
+        rows.append(line)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import os
+
+    from engine import sweep as sweeps
+    from engine.config import with_settings
+    from engine.experiments.sweep import job_config
+    from engine.jobs import JobManager
+    from engine.store import Store
+
+    metrics = [m.strip() for m in args.metric.split(",") if m.strip()] if args.metric else None
+    options = dict(axes=args.axis or None, seeds=args.seeds, metrics=metrics, run=args.run,
+                   stuck_above=args.stuck_above)
+    plan = sweeps.build(args.experiment, args.preset, **options)
+    if args.set:
+        plan = sweeps.build(args.experiment, args.preset, base=with_settings(plan.base, _parse_sets(args.set)),
+                            **options)
+    scheduler = args.scheduler or os.environ.get("SPARSE_SGD_SCHEDULER", "")
+    manager = JobManager(Store(args.cache_dir) if args.cache_dir else None)
+    job = manager.submit("sweep", job_config(plan, scheduler, args.workers, not args.no_cache), preset=args.preset,
+                         use_cache=not args.no_cache)
+    view = follow(job, f"sweep {args.experiment}/{args.preset} ({plan.size} points x {plan.seeds} seeds)",
+                  args.quiet)
+    result = plan.export(view["extras"].get("cells", []))
+    stats = view["extras"].get("stats", {})
+    if not args.quiet:
+        print(cells_table(result))
+        where = "from the cache" if job.from_cache else f"in {view['elapsed']:.1f} s"
+        print(f"status: {view['status']} ({where}): {stats.get('computed', 0)} points computed, "
+              f"{stats.get('cached', 0)} from the cache, {stats.get('failed', 0)} failed"
+              + (f" - {view['message']}" if view["status"] != "done" and view["message"] else ""))
+        for note in stats.get("notes", []):
+            print(f"note: {note}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh)
+    return 0 if view["status"] == "done" and not stats.get("failed") else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +174,30 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-cache", action="store_true", help="recompute from scratch, even if the result is cached")
     run.add_argument("--cache-dir", default=None, help="cache folder (default $SPARSE_SGD_CACHE or cache/)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    sweep = sub.add_parser("sweep", help="run a grid of settings x seeds (a phase diagram)")
+    sweep.add_argument("experiment")
+    sweep.add_argument("--preset", required=True, help="an experiment preset (then --axis gives the grid) or a "
+                       "sweep preset map-... (its axes, seeds and metrics; --axis / --seeds override them)")
+    sweep.add_argument("--axis", action="append", default=[], metavar="FIELD=LO:HI:N|V1,V2,...",
+                       help="a setting to sweep (a field or runs.K.field), at most two")
+    sweep.add_argument("--seeds", type=int, default=None, help="seeds per point")
+    sweep.add_argument("--metric", default=None, help="metrics of the cells, comma separated")
+    sweep.add_argument("--run", type=int, default=None, help="the run (index K) whose metrics the cells show "
+                       "(default: the run of a runs.K axis, else the last)")
+    sweep.add_argument("--stuck-above", type=float, default=None, help="count a seed as stuck when its final "
+                       "train loss is above this (Fig. 9)")
+    sweep.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="change the base config")
+    sweep.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:8786 (default "
+                       "$SPARSE_SGD_SCHEDULER; none: local worker processes)")
+    sweep.add_argument("--workers", type=int, default=0, help="local worker processes (default: one per core)")
+    sweep.add_argument("--json", default=None, metavar="OUT", help="write the cells as JSON")
+    sweep.add_argument("--no-cache", action="store_true", help="recompute every point")
+    sweep.add_argument("--cache-dir", default=None, help="cache folder (default $SPARSE_SGD_CACHE or cache/)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar or table")
     args = parser.parse_args(argv)
+    commands = {"list": lambda a: cmd_list(), "run": cmd_run, "sweep": cmd_sweep}
     try:
-        return cmd_list() if args.command == "list" else cmd_run(args)
+        return commands[args.command](args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

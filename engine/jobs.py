@@ -192,7 +192,9 @@ class JobManager:
         rec.data["status"] = "running"
         rec.data["started"] = time.time()
         try:
-            experiments.get(job.experiment).run(job.config, rec, self.store.workdir(job.key))
+            module = experiments.get(job.experiment)
+            extra = {"store": self.store} if getattr(module, "USES_STORE", False) else {}
+            module.run(job.config, rec, self.store.workdir(job.key), **extra)
         except Cancelled:
             rec.close("cancelled", "cancelled by the user")
             return

@@ -101,6 +101,11 @@ class Recorder:
     def request_stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked for (for work that must stop helpers before raising Cancelled)."""
+        return self._stop.is_set()
+
     def close(self, status: str, message: str = "") -> None:
         """End the job: running runs take the job's status (cancelled/failed) or 'done'."""
         with self._lock:

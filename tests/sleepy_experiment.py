@@ -16,6 +16,7 @@ class SleepyConfig(Config):
     fail: bool = param(False)
     lane_name: str = param("quick", choices=("quick", "long"))
     tag: int = param(0, 0, 10**6)
+    fail_tag: int = param(-1, -1, 10**6, help="raise at once when tag equals this (a failing sweep point)")
 
 
 Config = SleepyConfig
@@ -31,6 +32,8 @@ def run(c: SleepyConfig, rec, workdir=None) -> None:
     import time
 
     STARTED.append(c.tag)
+    if c.tag == c.fail_tag:
+        raise RuntimeError(f"boom at tag {c.tag}")
     i = rec.add_run("only")
     for t in range(c.steps):
         if c.fail and t == 2:

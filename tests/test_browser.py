@@ -115,3 +115,19 @@ def test_resnet_page_opens_on_the_cpu_demo_without_a_gpu_or_cifar(app_url, brows
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "resnet.png"), full_page=True)
     page.close()
+
+
+def test_sweep_page_fills_the_heatmaps_and_a_cell_opens_its_page(app_url, browser):
+    query = ("sweep_preset=fig2&sweep_ax1=runs.3.lr&sweep_v1=0.27,0.28&sweep_ax2=runs.3.decay_at&sweep_v2=0.3,0.5"
+             "&sweep_seeds=2&sweep_base=%7B%22steps%22%3A5001%7D")
+    page = open_page(browser, f"{app_url}/sweeps?{query}")
+    page.get_by_text("4 points × 2 seeds", exact=False).first.wait_for(timeout=30000)
+    page.get_by_role("button", name="Run sweep", exact=True).click()
+    page.get_by_text("Done", exact=False).first.wait_for(timeout=180000)
+    page.get_by_text("4 points computed", exact=False).first.wait_for(timeout=30000)
+    assert page.locator(".vega-embed").count() >= 2  # the metric heatmap and the diverged share
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "sweeps.png"), full_page=True)
+    page.locator(".vega-embed canvas, .vega-embed svg").first.click(position={"x": 120, "y": 60})
+    page.get_by_text("Open runs.3.lr", exact=False).first.wait_for(timeout=30000)
+    page.close()

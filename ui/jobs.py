@@ -37,11 +37,16 @@ def warm_up_kernels() -> threading.Thread:
     return thread
 
 
-def run_controls(experiment: str, config: Config, preset: str | None, label: str = "Run") -> Job | None:
-    """Run and Cancel buttons; returns the job of this config (running, finished or cached), if any."""
+def run_controls(experiment: str, config: Config, preset: str | None, label: str = "Run",
+                 extra: Callable[[], None] | None = None) -> Job | None:
+    """Run and Cancel buttons (and `extra()` drawn beside them); returns the job of this config (running,
+    finished or cached), if any."""
     manager = get_manager()
     job = manager.find(experiment, config)
-    left, right, _ = st.columns([1, 1, 4])
+    left, right, rest, _ = st.columns([1, 1, 1, 3])
+    if extra is not None:
+        with rest:
+            extra()
     busy = job is not None and not job.finished
     if left.button(label, type="primary", disabled=busy, key=f"run_{experiment}"):
         job = manager.submit(experiment, config, preset=preset)  # a cancelled job resumes where it stopped

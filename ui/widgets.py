@@ -63,6 +63,7 @@ def preset_picker(presets: dict, key: str, prefix: str, fields: list[str], runs_
 
     def reset() -> None:
         reset_widgets(prefix, fields)
+        st.query_params.pop(f"{prefix}set", None)
         if runs_key:
             st.session_state.pop(f"{runs_key}_editor", None)
             st.query_params.pop(runs_key, None)
@@ -140,6 +141,30 @@ def checkpoint_scrubber(view: dict, snapshot: str, key: str) -> int | None:
     return st.select_slider("Checkpoint (iteration)", options=steps, key=f"{key}_step", disabled=follow)
 
 
+def link_settings(base: Config, prefix: str) -> Config:
+    """The preset's config with the changes a link carries in `<prefix>set` (e.g. a sweep's cell: its seeds and
+    checkpoint density), named in a caption with a button to drop them; a bad value is named and ignored."""
+    from ui.links import read_changes
+
+    key = f"{prefix}set"
+    changes, note = read_changes(st.query_params.get(key), type(base), key)
+    if note:
+        st.warning(note)
+    if not changes:
+        return base
+    try:
+        changed = type(base).from_dict({**base.to_dict(), **changes})
+    except (ValueError, TypeError) as exc:
+        st.warning(f"The link's settings could not be used ({exc}): showing the preset's.")
+        return base
+    shown = ", ".join(f"{k}={v}" for k, v in changes.items() if k != "runs")
+    st.caption(f"From the link: {shown}")
+    if st.button("Back to the preset's values", key=f"{prefix}drop_set"):
+        del st.query_params[key]
+        st.rerun()
+    return changed
+
+
 def settings(presets: dict, config_type: type, prefix: str, fields: list[str], runs_help: str | None = None,
              sliders: tuple[str, ...] = ()) -> tuple[str, Config]:
     """A page's settings, bound to the URL: the preset and one widget per field in the sidebar, then, when
@@ -148,6 +173,7 @@ def settings(presets: dict, config_type: type, prefix: str, fields: list[str], r
     runs_key = f"{prefix}runs" if runs_help is not None else None
     with st.sidebar:
         preset, base = preset_picker(presets, f"{prefix}preset", prefix, fields, runs_key)
+        base = link_settings(base, prefix)
         values = config_widgets(base, fields, prefix, sliders=sliders)
     if runs_key:
         st.subheader("Runs")

@@ -20,6 +20,7 @@ MODULES = {
     "resnet": "engine.experiments.resnet",
     "relu1d": "engine.experiments.relu1d",
     "teacher_student": "engine.experiments.teacher_student",
+    "sweep": "engine.experiments.sweep",
 }
 
 

@@ -1,0 +1,84 @@
+"""A sweep as a background job (engine.sweep + engine.sweep_exec): progress, ETA and Cancel like any run, the
+cells filling in live as points finish. The job's config is the sweep as plain data plus where to run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from engine import ENGINE_VERSION, sweep_exec
+from engine import sweep as sweeps
+from engine.config import Config, param
+from engine.experiments import Preset
+
+TITLE = "Sweeps: grids of settings x seeds (phase diagrams), cached point by point"
+USES_STORE = True  # the job manager hands run() its result store: every point is cached under its own key
+
+
+@dataclass(frozen=True)
+class SweepConfig(Config):
+    sweep: str = param("", help="the sweep as JSON (engine.sweep.to_dict)")
+    scheduler: str = param("", help="address of a Dask scheduler (tcp://HOST:8786); '' = local processes")
+    workers: int = param(0, 0, 256, step=1, help="local worker processes (0 = one per core)")
+    use_cache: bool = param(True, help="reuse cached points (off: recompute every point)")
+
+    def check(self) -> None:
+        self.plan()  # raises ValueError naming the problem
+
+    def plan(self) -> sweeps.Sweep:
+        """The sweep this job runs."""
+        try:
+            data = json.loads(self.sweep)
+        except json.JSONDecodeError:
+            raise ValueError("sweep: not valid JSON") from None
+        return sweeps.from_dict(data)
+
+    def key(self, experiment: str) -> str:
+        """Where the points run does not change the results: the key is the sweep (and the cache choice)."""
+        blob = json.dumps([experiment, ENGINE_VERSION, self.sweep, self.use_cache], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+Config = SweepConfig
+
+
+def job_config(sweep: sweeps.Sweep, scheduler: str = "", workers: int = 0, use_cache: bool = True) -> SweepConfig:
+    """The job config of a sweep."""
+    return SweepConfig(sweeps.dumps(sweep), scheduler, workers, use_cache)
+
+
+PRESETS = {
+    "map-fig2": Preset(job_config(sweeps.build("diagonal", "map-fig2")),
+                       sweeps.presets("diagonal")["map-fig2"].description),
+}
+
+
+def run(c: SweepConfig, rec, workdir=None, store=None) -> None:
+    """Run every point (cached ones first); extras: 'sweep' (the JSON header), 'cells' (None until finished),
+    'stats' (points computed / cached / failed). Progress counts finished points."""
+    plan = c.plan()
+    total = plan.size
+    cells: list[dict | None] = [None] * total
+    rec.snapshot(None, "sweep", plan.export([]))
+    rec.snapshot(None, "cells", cells)
+    counts = dict(computed=0, cached=0, failed=0)
+
+    def on_cell(i: int, cell: dict, source: str) -> None:
+        cells[i] = cell
+        counts[{"cache": "cached", "computed": "computed", "failed": "failed"}[source]] += 1
+        rec.snapshot(None, "cells", cells)
+        rec.snapshot(None, "stats", dict(counts))
+        done = sum(counts.values())
+        if not rec.stop_requested:  # (a stop is raised below, once the workers are stopped)
+            rec.progress(done / total, f"{done} of {total} points ({counts['cached']} from the cache)")
+
+    if store is None:
+        from engine.store import Store
+
+        store = Store()
+    _, stats = sweep_exec.execute(plan, store, scheduler=c.scheduler or None, workers=c.workers or None,
+                                  use_cache=c.use_cache, on_cell=on_cell, should_stop=lambda: rec.stop_requested)
+    rec.snapshot(None, "stats", dict(counts, notes=stats["notes"]))
+    rec.progress(sum(counts.values()) / total)  # raises Cancelled after a stop: the finished points stay cached
