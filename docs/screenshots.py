@@ -59,4 +59,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [n for n in SHOTS if (ROOT / "app_pages" / f"{n}.py").exists()])
+    main(sys.argv[1:] or [n for n in SHOTS if (ROOT / "pages" / f"{n}.py").exists()])

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGES = Path(__file__).resolve().parent.parent / "app_pages"
+PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 
 def open_page(name: str, **query: str) -> AppTest:
-    """An AppTest of app_pages/<name>.py with URL query parameters, run once."""
+    """An AppTest of pages/<name>.py with URL query parameters, run once."""
     at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
     for key, value in query.items():
         at.query_params[key] = value

@@ -24,11 +24,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """Start the app on a free local port with its own cache folder; stop it afterwards."""
+def start_app(cache) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free local port with its own cache folder, once it answers."""
     port = free_port()
-    env = dict(os.environ, SPARSE_SGD_CACHE=str(tmp_path_factory.mktemp("cache")))
+    env = dict(os.environ, SPARSE_SGD_CACHE=str(cache))
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -43,6 +42,13 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("the app did not start: " + proc.stdout.read().decode()[-2000:])
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The app on a free local port with its own cache folder; stopped afterwards."""
+    proc, url = start_app(tmp_path_factory.mktemp("cache"))
     yield url
     proc.terminate()
     proc.wait(10)
@@ -65,6 +71,22 @@ def open_page(browser, url):
     page.goto(url)
     page.wait_for_selector("[data-testid='stApp']", timeout=30000)
     return page
+
+
+def test_a_deep_link_on_a_fresh_server_opens_inside_the_app(tmp_path, browser):
+    """With a pages/ folder, Streamlit runs a deep link opened on a fresh server without app.py (legacy mode):
+    the page's guard must bring the app's navigation and sidebar."""
+    proc, url = start_app(tmp_path / "cache")
+    try:
+        page = open_page(browser, f"{url}/diagonal?diag_steps=3001")
+        page.get_by_text("Diagonal linear networks").first.wait_for(timeout=60000)
+        page.get_by_text("Device:", exact=False).first.wait_for(timeout=60000)  # the app's sidebar
+        assert page.get_by_text("2 · Diagonal linear nets").count() >= 1     # the app's navigation
+        assert page.get_by_text("Diagonal linear networks").count() == 1     # the page drawn once
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_toy_page_trains_on_open_and_draws_its_charts(app_url, browser):

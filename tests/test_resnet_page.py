@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.page_helpers import run_until_done
 
-PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "resnet.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "resnet.py")
 TINY = dict(resnet_width="4", resnet_epochs="1", resnet_eval_every="10", resnet_sparsity_images="256",
             resnet_device="cpu")
 

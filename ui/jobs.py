@@ -43,7 +43,7 @@ def run_controls(experiment: str, config: Config, preset: str | None, label: str
     finished or cached), if any."""
     manager = get_manager()
     job = manager.find(experiment, config)
-    left, right, rest, _ = st.columns([1, 1, 1, 3])
+    left, right, rest, _ = st.columns([1, 1, 1.5, 2.5])
     if extra is not None:
         with rest:
             extra()

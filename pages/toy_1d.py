@@ -8,8 +8,11 @@ import streamlit as st
 from engine.experiments import bouncing
 from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, get_manager, live
+from ui.shell import ensure_shell
 from ui.tables import histories_frame
 from ui.widgets import settings
+
+ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
 
 EXPERIMENT, PREFIX = "bouncing", "toy_"
 FIELDS = ["eta", "a", "b", "theta_star", "theta0", "steps", "n", "seed", "algorithms"]

@@ -9,8 +9,11 @@ from engine.experiments import teacher_student as ts
 from ui.charts import decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.links import sweep_button
+from ui.shell import ensure_shell
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import checkpoint_scrubber, settings
+
+ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
 
 EXPERIMENT, PREFIX = "teacher_student", "ts_"
 FIELDS = ["depth", "d", "n", "teacher_width", "student_width", "init_scale", "output_init", "teacher_scale",

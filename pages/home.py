@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from ui.shell import ensure_shell
+
+ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
+
 st.title("SGD with large step sizes learns sparse features")
 st.markdown(
     """

@@ -11,7 +11,10 @@ from engine.experiments.sweep import job_config
 from ui.jobs import live, run_controls
 from ui.labels import metric as metric_label
 from ui.links import page_url, read_changes
+from ui.shell import ensure_shell
 from ui.sweep_charts import cells_frame, heatmaps, line, selected_index
+
+ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
 
 PAGES = {"diagonal": "2 · Diagonal linear nets", "relu1d": "3 · ReLU net in 1D", "teacher_student":
          "4 · Teacher-student", "resnet": "5 · ResNets"}

@@ -10,8 +10,11 @@ from ui.charts import decay_rules, metric_chart, run_order
 from ui.edge_finder import edge_finder
 from ui.jobs import downloads, live, run_controls
 from ui.links import sweep_button
+from ui.shell import ensure_shell
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import settings
+
+ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
 
 EXPERIMENT, PREFIX = "diagonal", "diag_"
 FIELDS = ["n", "d", "r", "init_scale", "steps", "data_seed", "seeds", "first_seed"]

@@ -9,8 +9,11 @@ from engine.experiments import relu1d
 from ui.charts import color, decay_rules, metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.links import sweep_button
+from ui.shell import ensure_shell
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import checkpoint_scrubber, settings
+
+ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
 
 EXPERIMENT, PREFIX = "relu1d", "relu_"
 FIELDS = ["width", "w_init", "b_init", "a_init", "steps", "seed", "seeds", "dtype", "device", "checkpoints",

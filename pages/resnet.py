@@ -12,8 +12,11 @@ from ui.charts import metric_chart, run_order
 from ui.jobs import downloads, live, run_controls
 from ui.links import sweep_button
 from ui.overlay import overlay
+from ui.shell import ensure_shell
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import settings
+
+ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
 
 EXPERIMENT, PREFIX = "resnet", "resnet_"
 FIELDS = ["dataset", "model", "width", "setting", "epochs", "batch_size", "eval_every", "seeds", "sparsity_images",
