@@ -106,13 +106,77 @@ def diagonal_gd_vs_sgd(runs: list[dict], d: int) -> list[Check]:
     return checks
 
 
+FIT_LOSS = 1e-2    # a ReLU run "fits" its data below this train loss
+STUCK_LOSS = 0.1   # and is stuck (over-regularized, Fig. 9) above this one
+
+
+def _fewer(long: dict, short: dict, metric: str, name: str) -> Check:
+    a, b = _final(long, metric), _final(short, metric)
+    return Check(f"{name}: the long large-step phase ends lower", f"{a:.3g} vs {b:.3g}", a < b)
+
+
+def relu_kinks(runs: list[dict]) -> list[Check]:
+    """Fig. 4: both runs fit (train loss < 1e-2); the long warmup (last run) ends with fewer kinks, a lower
+    rank(phi) and a lower feature sparsity than the short one (first run)."""
+    if len(runs) < 2:
+        return []
+    short, long = runs[0], runs[-1]
+    fits = [_final(r, "train_loss") for r in (short, long)]
+    return [_survive(runs),
+            Check(f"both runs fit (train loss < {FIT_LOSS:g})", ", ".join(f"{v:.2g}" for v in fits),
+                  all(v < FIT_LOSS for v in fits)),
+            _fewer(long, short, "kinks", "kinks"), _fewer(long, short, "ntk_rank", "rank φ(X)"),
+            _fewer(long, short, "feature_sparsity", "feature sparsity")]
+
+
+def relu_over_regularized(runs: list[dict]) -> list[Check]:
+    """Fig. 9: with a larger warmup the long run no longer fits (train loss stuck above 0.1) while the short one
+    does (below 1e-2)."""
+    if len(runs) < 2:
+        return []
+    short, long = _final(runs[0], "train_loss"), _final(runs[-1], "train_loss")
+    return [_survive(runs),
+            Check(f"the short warmup fits (train loss < {FIT_LOSS:g})", f"{short:.2g}", short < FIT_LOSS),
+            Check(f"the long warmup is stuck (train loss > {STUCK_LOSS:g})", f"{long:.2g}", long > STUCK_LOSS)]
+
+
+def teacher_alignment(runs: list[dict]) -> list[Check]:
+    """Fig. 5: every large-step run (all but the first) survives, ends with a lower test loss and more neurons
+    aligned with the teacher than the small step (first run)."""
+    if len(runs) < 2:
+        return []
+    small, large = runs[0], runs[1:]
+    tests = [_final(r, "test_loss") for r in large]
+    aligned = [_final(r, "alignment") for r in large]
+    return [_survive(runs),
+            Check("large steps: lower test loss than the small step",
+                  ", ".join(f"{v:.2g}" for v in tests) + f" vs {_final(small, 'test_loss'):.2g}",
+                  all(v < _final(small, "test_loss") for v in tests)),
+            Check("large steps: more neurons aligned with the teacher",
+                  ", ".join(f"{v:.2f}" for v in aligned) + f" vs {_final(small, 'alignment'):.2f}",
+                  all(v > _final(small, "alignment") for v in aligned))]
+
+
+def teacher_three_layers(runs: list[dict]) -> list[Check]:
+    """Fig. 6: the longest large-step phase (last run) ends with a lower test loss and sparser features in both
+    hidden layers than the constant small step (first run)."""
+    if len(runs) < 2:
+        return []
+    first, last = runs[0], runs[-1]
+    return [_survive(runs), _fewer(last, first, "test_loss", "test loss"),
+            _fewer(last, first, "feature_sparsity_l1", "feature sparsity, layer 1"),
+            _fewer(last, first, "feature_sparsity_l2", "feature sparsity, layer 2")]
+
+
 def for_preset(experiment: str, preset: str | None, config: dict) -> Callable[[list[dict]], list[Check]] | None:
     """The checks of a preset's figure, as a function of one seed's runs (None when the preset has none)."""
     if experiment == "diagonal" and preset in ("fig2", "map-fig2"):
         return lambda runs: diagonal_large_steps(runs, config["steps"], config["d"])
     if experiment == "diagonal" and preset == "fig8":
         return lambda runs: diagonal_gd_vs_sgd(runs, config["d"])
-    return None
+    return {("relu1d", "fig4"): relu_kinks, ("relu1d", "fig9"): relu_over_regularized,
+            ("teacher_student", "fig5"): teacher_alignment,
+            ("teacher_student", "fig6"): teacher_three_layers}.get((experiment, preset))
 
 
 def holds(checks: list[Check]) -> bool:
