@@ -69,3 +69,52 @@ def test_edge_finder_sets_the_large_steps_as_a_fraction_of_the_edge():
     assert not at.exception
     lrs = at.dataframe(key="diag_runs_editor").value["lr"].tolist()
     assert lrs[0] == 0.25 and len(set(lrs[1:])) == 1 and 0.18 < lrs[1] < 0.36
+
+
+# ----------------------------------------------------------------------------- links and the runs table (issue 9)
+def diagonal_page(**query: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_a_run_missing_keys_or_an_empty_table_in_the_link_is_a_message_not_a_traceback():
+    at = diagonal_page(diag_runs='[{"name":"x","algorithm":"SGD","lr":0.1}]')
+    assert not at.exception
+    runs = at.dataframe(key="diag_runs_editor").value
+    assert runs["name"].tolist() == ["x"] and runs["lr"].tolist() == [0.1]
+    assert runs["decay_factor"].tolist() == [1.0]  # the missing keys took the preset's first run's values
+    at = diagonal_page(diag_runs="[]")
+    assert not at.exception and any("has no runs" in w.value for w in at.warning)
+    assert len(at.dataframe(key="diag_runs_editor").value) == 4
+
+
+def test_bad_link_values_are_named():
+    at = diagonal_page(diag_runs='[{"name":"x","algorithm":"SGD","lr":NaN}]', diag_steps="abc", diag_preset="fig99")
+    assert not at.exception
+    shown = " ".join(w.value for w in at.warning)
+    assert "runs.0.lr=nan" in shown and "`diag_steps=abc`" in shown and "`diag_preset=fig99`" in shown
+    assert at.dataframe(key="diag_runs_editor").value["lr"].tolist() == [0.25]
+
+
+def test_step_sizes_keep_full_precision_in_the_table_and_the_link():
+    at = diagonal_page(diag_runs='[{"name":"a","algorithm":"SGD","lr":0.27123},{"name":"b","algorithm":"SGD",'
+                                 '"lr":0.26475}]')
+    assert at.dataframe(key="diag_runs_editor").value["lr"].tolist() == [0.27123, 0.26475]
+    assert '"lr":0.27123' in at.query_params["diag_runs"] and '"lr":0.26475' in at.query_params["diag_runs"]
+    columns = at.dataframe(key="diag_runs_editor").proto.columns
+    assert '"step"' not in columns.split('"lr"')[1].split("}")[0]  # a step would make the editor round input
+
+
+def test_runs_table_edits_survive_a_visit_to_another_page():
+    at = AppTest.from_file(str(PAGES.parent / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/diagonal.py")
+    at.query_params["diag_runs"] = '[{"name":"mine","algorithm":"SGD","lr":0.27123}]'
+    at.run()
+    at.switch_page("pages/relu_1d.py")
+    at.query_params.clear()  # the browser drops the query string when it follows a navigation link
+    at.run()
+    at.switch_page("pages/diagonal.py").run()
+    assert at.dataframe(key="diag_runs_editor").value["name"].tolist() == ["mine"]
+    assert '"lr":0.27123' in at.query_params["diag_runs"]

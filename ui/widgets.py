@@ -8,7 +8,7 @@ from dataclasses import fields
 import pandas as pd
 import streamlit as st
 
-from engine.config import Config, field_info
+from engine.config import Config, check_field, field_info
 
 
 def _label(info: dict) -> str:
@@ -47,7 +47,9 @@ def config_widgets(config: Config, names: list[str], prefix: str, columns: int =
     values = {}
     for k, name in enumerate(names):
         with cols[k % len(cols)]:
+            requested = st.query_params.get(f"{prefix}{name}")
             values[name] = field_widget(infos[name], getattr(config, name), f"{prefix}{name}", name in sliders)
+            url_notice(f"{prefix}{name}", requested, values[name])
     return values
 
 
@@ -66,26 +68,90 @@ def preset_picker(presets: dict, key: str, prefix: str, fields: list[str], runs_
         st.query_params.pop(f"{prefix}set", None)
         if runs_key:
             st.session_state.pop(f"{runs_key}_editor", None)
+            st.session_state.pop(f"{runs_key}_rows", None)
             st.query_params.pop(runs_key, None)
 
+    requested = st.query_params.get(key)
     name = st.selectbox("Preset", list(presets), key=key, bind="query-params", on_change=reset)
+    url_notice(key, requested, name)
     st.caption(presets[name].description)
     return name, presets[name].config
 
 
+def _honoured(requested: str, value) -> bool:
+    """Whether a widget shows the value a link asked for (a widget drops a value it cannot take)."""
+    if isinstance(value, bool):
+        return requested.strip().lower() == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return float(requested) == float(value)
+        except ValueError:
+            return False
+    return requested == str(value)
+
+
+def url_notice(key: str, requested: str | None, value) -> None:
+    """Name a link's value that a widget did not take (invalid, out of range, unknown preset...)."""
+    if requested is not None and not _honoured(requested, value):
+        shown = requested if len(requested) <= 40 else requested[:37] + "..."
+        st.warning(f"The link's `{key}={shown}` could not be used (not an allowed value): showing {value!r}.")
+
+
+def _link_rows(text: str, runs: tuple[Config, ...], key: str) -> tuple[list[dict], list[str]]:
+    """The runs table a link carries, repaired: a missing field takes the preset's value (or the run type's
+    default); a value out of bounds or of the wrong type is replaced and named. Returns (rows, notes)."""
+    preset_rows = [r.to_dict() for r in runs]
+    run_type = type(runs[0])
+    try:
+        rows = json.loads(text)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError
+    except ValueError:
+        return preset_rows, [f"The link's `{key}` is not a list of runs: showing the preset's runs."]
+    if not rows:
+        return preset_rows, [f"The link's `{key}` has no runs: showing the preset's runs (a run needs a row)."]
+    defaults = {f.name: f.default for f in fields(run_type)}
+    by_name = {f.name: f for f in fields(run_type)}
+    out, notes = [], []
+    for k, row in enumerate(rows):
+        base = preset_rows[k] if k < len(preset_rows) else defaults
+        unknown = sorted(set(row) - set(by_name))
+        if unknown:
+            notes.append(f"`runs.{k}`: unknown fields {', '.join(unknown)} ignored")
+        merged = dict(base)
+        for name, value in row.items():
+            if name not in by_name:
+                continue
+            try:
+                kind = by_name[name].type if isinstance(by_name[name].type, type) else type(base[name])
+                if kind is int and isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                if (kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float)))) or \
+                        (kind is str and not isinstance(value, str)):
+                    raise ValueError(f"runs.{k}.{name}={value!r} is not a {kind.__name__}")
+                check_field(by_name[name], value, f"runs.{k}.")
+                merged[name] = value
+            except ValueError as exc:
+                notes.append(f"{exc}: kept {base[name]!r}")
+        out.append(merged)
+    return out, notes
+
+
 def runs_editor(runs: tuple[Config, ...], key: str, columns: list[str] | None = None) -> list[dict]:
     """An editable table of a config's runs (one row per run), with bounds from the run type's metadata.
-    Edits are kept in the URL (query parameter `key`) so a copied link reproduces them."""
+    Edits are kept in the URL (query parameter `key`) so a copied link reproduces them, and in the session so
+    they survive a visit to another page. Step sizes keep full precision."""
     run_type = type(runs[0])
     infos = [i for i in field_info(run_type) if columns is None or i["name"] in columns]
-    rows = [r.to_dict() for r in runs]
+    preset_rows = [r.to_dict() for r in runs]
+    saved = f"{key}_rows"  # not a widget key: survives a page switch (widget state and the URL do not)
+    if key not in st.query_params and st.session_state.get(saved):
+        st.query_params[key] = json.dumps(st.session_state[saved], separators=(",", ":"))
+    rows = preset_rows
     if key in st.query_params:
-        try:
-            rows = json.loads(st.query_params[key])
-            assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
-        except Exception:
-            st.warning("The runs in the link could not be read; showing the preset's runs.")
-            rows = [r.to_dict() for r in runs]
+        rows, notes = _link_rows(st.query_params[key], runs, key)
+        if notes:
+            st.warning("Not everything in the link's runs table could be used: " + "; ".join(notes) + ".")
     column_config = {}
     for info in infos:
         name, label, help_text = info["name"], _label(info), info.get("help") or None
@@ -93,9 +159,10 @@ def runs_editor(runs: tuple[Config, ...], key: str, columns: list[str] | None = 
             column_config[name] = st.column_config.SelectboxColumn(label, options=list(info["choices"]),
                                                                    help=help_text, required=True)
         elif info["type"] in (int, float):
+            # no step for floats: a step makes the editor round what is typed (0.27123 -> 0.271)
             column_config[name] = st.column_config.NumberColumn(
-                label, min_value=info["lo"], max_value=info["hi"], step=info.get("step"), help=help_text,
-                required=True, format="%g")
+                label, min_value=info["lo"], max_value=info["hi"], step=1 if info["type"] is int else None,
+                help=help_text, required=True, format="%d" if info["type"] is int else "%.8g")
         else:
             column_config[name] = st.column_config.TextColumn(label, help=help_text, required=True)
     frame = pd.DataFrame(rows)[[i["name"] for i in infos]]
@@ -111,11 +178,12 @@ def runs_editor(runs: tuple[Config, ...], key: str, columns: list[str] | None = 
             if info["type"] is int and isinstance(merged.get(info["name"]), float):
                 merged[info["name"]] = int(merged[info["name"]])
         out.append(merged)
-    preset_rows = [r.to_dict() for r in runs]
     if out != preset_rows:
         st.query_params[key] = json.dumps(out, separators=(",", ":"))
-    elif key in st.query_params:
-        del st.query_params[key]
+        st.session_state[saved] = out
+    else:
+        st.query_params.pop(key, None)
+        st.session_state.pop(saved, None)
     return out
 
 
