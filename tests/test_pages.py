@@ -40,7 +40,7 @@ def test_diagonal_page_runs_a_small_fig2_and_shows_charts_table_and_beta():
     assert charts(at) >= 5  # train loss, test loss, rank, l0, final beta
     assert any(s.value == "Final values" for s in at.subheader)
     finals = at.dataframe[-1].value
-    assert set(finals["run"]) == set(runs["name"]) and finals["l0_norm"].notna().all()
+    assert set(finals["run"]) == set(runs["name"]) and finals["‖u ⊙ v‖₀"].notna().all()  # the paper's notation
 
 
 def test_diagonal_page_bad_setting_is_a_message():
@@ -118,3 +118,11 @@ def test_runs_table_edits_survive_a_visit_to_another_page():
     at.switch_page("pages/diagonal.py").run()
     assert at.dataframe(key="diag_runs_editor").value["name"].tolist() == ["mine"]
     assert '"lr":0.27123' in at.query_params["diag_runs"]
+
+
+def test_after_fig2_the_page_checks_the_papers_claims_on_the_result():
+    at = run_until_done(diagonal_page())
+    box = " ".join(m.value for m in at.markdown)
+    assert "Expected (paper) vs obtained" in box and "seed 6" in box
+    assert box.count("✓") == 6 and "✗" not in box
+    assert "43x, 54x, 65x" in box and "200 (small) → 150 → 87 → 72" in box
