@@ -7,26 +7,6 @@ from streamlit.testing.v1 import AppTest
 from tests.page_helpers import PAGES, charts, run_until_done
 
 
-def test_toy_page_opens_on_its_preset_and_draws_everything():
-    at = run_until_done(AppTest.from_file(str(PAGES / "toy_1d.py"), default_timeout=60))
-    assert at.sidebar.selectbox(key="toy_preset").value == "prop3"
-    assert any("inside" in s.value for s in at.success)
-    assert charts(at) >= 5
-    metrics = {m.label: m.value for m in at.metric}
-    assert float(metrics["max |SGD step − GD step on y + ξ|"]) < 1e-12
-    assert abs(float(metrics["noise / 2L at the end"]) - 1) < 0.1
-
-
-def test_toy_page_moves_with_the_step_size_and_explains_bad_input():
-    at = AppTest.from_file(str(PAGES / "toy_1d.py"), default_timeout=60)
-    at.run()
-    at.sidebar.slider(key="toy_eta").set_value(0.9).run()
-    assert any("below" in i.value for i in at.info)
-    at.sidebar.slider(key="toy_a").set_value(1.2).run()
-    assert not at.exception
-    assert any("must be below b" in e.value for e in at.error)
-
-
 def test_diagonal_page_runs_a_small_fig2_and_shows_charts_table_and_beta():
     at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60)
     at.query_params["diag_steps"] = "5001"  # settings come from the URL like a shared link
@@ -121,7 +101,9 @@ def test_runs_table_edits_survive_a_visit_to_another_page():
 
 
 def test_after_fig2_the_page_checks_the_papers_claims_on_the_result():
-    at = run_until_done(diagonal_page())
+    at = diagonal_page()
+    at.button(key="run_diagonal").click()
+    at = run_until_done(at)
     box = " ".join(m.value for m in at.markdown)
     assert "Expected (paper) vs obtained" in box and "seed 6" in box
     assert box.count("✓") == 6 and "✗" not in box
