@@ -22,13 +22,14 @@ def charts(at: AppTest) -> int:
     return len(at.get("vega_lite_chart"))
 
 
-def run_until_done(at: AppTest, timeout: float = 120) -> AppTest:
-    """Re-run the page (as the live fragment would) until its job reports Done."""
+def run_until_done(at: AppTest, timeout: float = 120, done=None) -> AppTest:
+    """Re-run the page (as the live fragment would) until `done(at)` holds (default: a job reports Done)."""
+    done = done or (lambda page: any(s.value.startswith("Done") for s in page.success))
     deadline = time.time() + timeout
     while time.time() < deadline:
         at.run()
         assert not at.exception, at.exception
-        if any(s.value.startswith("Done") for s in at.success):
+        if done(at):
             return at
         time.sleep(0.3)
     pytest.fail("the run did not finish")

@@ -31,24 +31,26 @@ def test_diagonal_page_bad_setting_is_a_message():
     assert any("r=300 must not exceed d=200" in e.value for e in at.error)
 
 
-def test_edge_finder_sets_the_large_steps_as_a_fraction_of_the_edge():
-    at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60)
-    at.query_params["edge_steps"] = "5001"
-    at.run()
+def test_following_the_edge_finder_leads_to_sparse_features():
+    """Issue 9: on fig2 the finder's proposal (measured, not 0.95 x the edge) must sparsify when run."""
+    at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60).run()
     at.button(key="run_diagonal_edge").click()
-    deadline = time.time() + 120
+    deadline = time.time() + 240
     while time.time() < deadline:
         at.run()
-        if any(m.value.startswith("**Edge") for m in at.markdown):
+        if any(m.value.startswith("**Proposal") for m in at.markdown):
             break
-        time.sleep(0.3)
-    edge_text = next(m.value for m in at.markdown if m.value.startswith("**Edge"))
-    assert 0.2 < float(edge_text.split("≈ ")[1].split("**")[0]) < 0.4
-    at.slider(key="edge_fraction").set_value(0.9).run()
+        time.sleep(0.5)
+    proposal = float(next(m.value for m in at.markdown if m.value.startswith("**Proposal")).split("**")[1].split()[1])
+    assert 0.26 < proposal < 0.30
     at.button(key="edge_apply").click().run()
     assert not at.exception
     lrs = at.dataframe(key="diag_runs_editor").value["lr"].tolist()
-    assert lrs[0] == 0.25 and len(set(lrs[1:])) == 1 and 0.18 < lrs[1] < 0.36
+    assert lrs == [0.25, proposal, proposal, proposal]
+    at.button(key="run_diagonal").click()
+    at = run_until_done(at, done=lambda page: any(s.value == "Final values" for s in page.subheader))
+    finals = at.dataframe[-1].value.set_index("run")["‖u ⊙ v‖₀"]
+    assert finals["small step"] == 200 and finals["large, decay at 50%"] <= 0.9 * 200
 
 
 # ----------------------------------------------------------------------------- links and the runs table (issue 9)
@@ -103,7 +105,7 @@ def test_runs_table_edits_survive_a_visit_to_another_page():
 def test_after_fig2_the_page_checks_the_papers_claims_on_the_result():
     at = diagonal_page()
     at.button(key="run_diagonal").click()
-    at = run_until_done(at)
+    at = run_until_done(at, done=lambda page: any(s.value == "Final values" for s in page.subheader))
     box = " ".join(m.value for m in at.markdown)
     assert "Expected (paper) vs obtained" in box and "seed 6" in box
     assert box.count("✓") == 6 and "✗" not in box
