@@ -1,12 +1,15 @@
 """Streamlit entry point: one page per setting of the paper (st.navigation), sidebar with device and cache."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui.jobs import warm_up_kernels
 from ui.shell import shell_running
 from ui.sidebar import status_sidebar
 
-st.set_page_config(page_title="Large-step SGD learns sparse features", page_icon=":material/landscape:", layout="wide")
+ICON = Path(__file__).parent / "docs" / "favicon.png"  # served from here: no request leaves the machine
+st.set_page_config(page_title="Large-step SGD learns sparse features", page_icon=str(ICON), layout="wide")
 
 # st.navigation declares the pages explicitly. A deep link opened on a fresh server runs a pages/ file alone
 # (Streamlit's legacy multipage mode): each page starts with ui.shell.ensure_shell(), which then runs this file.

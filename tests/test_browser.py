@@ -68,6 +68,8 @@ def browser():
 
 def open_page(browser, url):
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.requested = []  # every URL the page asks for (nothing may leave the machine)
+    page.on("request", lambda request: page.requested.append(request.url))
     page.goto(url)
     page.wait_for_selector("[data-testid='stApp']", timeout=30000)
     return page
@@ -87,6 +89,22 @@ def test_a_deep_link_on_a_fresh_server_opens_inside_the_app(tmp_path, browser):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def outside(urls: list[str]) -> list[str]:
+    """Requests to anywhere but this machine (data: and blob: URLs stay in the page)."""
+    local = ("http://127.0.0.1", "http://localhost", "ws://127.0.0.1", "ws://localhost", "data:", "blob:")
+    return [u for u in urls if not u.startswith(local)]
+
+
+def test_nothing_is_fetched_from_outside_and_there_is_no_deploy_button(app_url, browser):
+    page = open_page(browser, f"{app_url}/")
+    page.get_by_text("SGD with large step sizes learns sparse features").first.wait_for(timeout=60000)
+    page.get_by_text("Device:", exact=False).first.wait_for(timeout=60000)
+    page.wait_for_timeout(1500)
+    assert page.get_by_text("Deploy", exact=True).count() == 0
+    assert not outside(page.requested), outside(page.requested)
+    page.close()
 
 
 def test_toy_page_trains_on_open_and_draws_its_charts(app_url, browser):
