@@ -53,6 +53,37 @@ def summary_table(view: dict) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
 
 
+def _check_json_target(path: str) -> None:
+    """ValueError unless a file can be written at `path` (checked by opening it; a file it created is removed)."""
+    import os
+
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path}: is a folder, not a file")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--json {path}: cannot be written ({exc.strerror or exc})") from None
+    if not existed:
+        os.unlink(path)
+
+
+def _check_cache_dir(path: str) -> None:
+    """ValueError unless `path` is (or can be made) a folder the cache can write into."""
+    import os
+    import tempfile
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--cache-dir {path}: is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--cache-dir {path}: cannot be written ({exc.strerror or exc})") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import experiments
     from engine.config import with_settings
@@ -60,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.recording import export
     from engine.store import Store
 
+    # everything that can be checked is checked before any work: exit 2 and one line
     preset_name, config = experiments.preset(args.experiment, args.preset)
     config = with_settings(config, _parse_sets(args.set))
     if args.device != "auto":
@@ -67,7 +99,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"note: {args.experiment} runs on the CPU (numpy); --device is ignored", file=sys.stderr)
         else:
             config = config.replace(device=args.device)
+    if args.json:
+        _check_json_target(args.json)
+    if args.cache_dir:
+        _check_cache_dir(args.cache_dir)
     manager = JobManager(Store(args.cache_dir) if args.cache_dir else None)
+    if args.no_cache or manager.find(args.experiment, config) is None:  # a stored result needs nothing here
+        problem = experiments.preflight(args.experiment, config)
+        if problem:
+            raise ValueError(problem)
     job = manager.submit(args.experiment, config, preset=preset_name, use_cache=not args.no_cache,
                          restart=args.no_cache)
     view = follow(job, f"{args.experiment}/{preset_name}", args.quiet)
@@ -160,6 +200,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if view["status"] == "done" and not stats.get("failed") else 1
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """`cache info` (what is stored where), `cache gc` (drop other engine versions, stale work, orphan files;
+    keep work/ under its limit) and `cache clear` (everything). A damaged cache is reported, never a crash."""
+    from engine.store import WORK_LIMIT, Store
+
+    limit = int(args.work_limit * 2**30) if args.work_limit is not None else WORK_LIMIT
+    store = Store(args.cache_dir, work_limit=limit)
+    if args.action == "gc":
+        removed = store.gc()
+        print(f"removed {removed['results']} results of other engine versions, {removed['work_folders']} work "
+              f"folders, {removed['tmp_files']} leftover temporary files")
+    elif args.action == "clear":
+        store.clear(work=True)
+        print(f"cleared {store.dir}: results, work folders and corrupt copies")
+    info = store.info()
+    if args.action == "info" or not args.quiet:
+        print(f"cache folder: {info['path']}\n"
+              f"results: {info['entries']} ({info['bytes'] / 1e6:.1f} MB), {info['other_versions']} of other engine "
+              f"versions (this one: {info['engine_version']})\n"
+              f"work folders: {info['work_folders']} ({info['work_bytes'] / 1e6:.1f} MB, limit "
+              f"{info['work_limit'] / 2**30:.1f} GB)")
+        if info["corrupt_copies"]:
+            print(f"damaged databases set aside: {', '.join(info['corrupt_copies'])}")
+    if store.warning:
+        print(f"warning: {store.warning}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,8 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--no-cache", action="store_true", help="recompute every point")
     sweep.add_argument("--cache-dir", default=None, help="cache folder (default $SPARSE_SGD_CACHE or cache/)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    cache = sub.add_parser("cache", help="the result cache: info, gc (drop stale entries and work), clear")
+    cache.add_argument("action", choices=("info", "gc", "clear"))
+    cache.add_argument("--cache-dir", default=None, help="cache folder (default $SPARSE_SGD_CACHE or cache/)")
+    cache.add_argument("--work-limit", type=float, default=None, metavar="GB",
+                       help="gc: size limit of the work folders (default 4 GB)")
+    cache.add_argument("--quiet", action="store_true", help="gc/clear: no summary of what remains")
     args = parser.parse_args(argv)
-    commands = {"list": lambda a: cmd_list(), "run": cmd_run, "sweep": cmd_sweep}
+    commands = {"list": lambda a: cmd_list(), "run": cmd_run, "sweep": cmd_sweep, "cache": cmd_cache}
     try:
         return commands[args.command](args)
     except ValueError as exc:

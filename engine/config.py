@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -29,47 +31,119 @@ def bounds_text(f: dataclasses.Field) -> str:
     m = f.metadata
     if m.get("choices"):
         return "one of " + ", ".join(map(str, m["choices"]))
-    return f"[{m.get('lo')}, {m.get('hi')}]"
+    kind = field_kind(f)
+    if kind is bool:
+        return "true or false"
+    if kind is str:
+        return "text"
+    what = "an integer" if kind is int else "a number"
+    if m.get("lo") is None and m.get("hi") is None:
+        return what
+    return f"{what} in [{m.get('lo')}, {m.get('hi')}]"
 
 
-def check_field(f: dataclasses.Field, value: Any, owner: str = "") -> None:
-    """Raise ValueError naming the field, the value and the allowed range when value is out of bounds."""
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def field_kind(f: dataclasses.Field) -> type | None:
+    """int, float, bool or str for a scalar field (None for others, e.g. a runs table)."""
+    kind = _KINDS.get(f.type) if isinstance(f.type, str) else f.type
+    return kind if kind in (int, float, bool, str) else None
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (getattr(value, "dtype", None) is not None and value.dtype.kind == "b")
+
+
+def check_field(f: dataclasses.Field, value: Any, owner: str = "") -> Any:
+    """The value as the field's type (an integral 1000.0 as 1000, an int as a float for float fields, so equal
+    numbers give one cache key); ValueError naming the field, the value and the allowed values when it is of the
+    wrong type (a non-integer for an int field, anything but true/false for a bool) or out of bounds. `owner`
+    prefixes the name (e.g. 'runs.2.')."""
     m = f.metadata
     name = f"{owner}{f.name}"
+    kind = field_kind(f)
+    given = value
+    if kind is bool:
+        if not _is_bool(value):
+            raise ValueError(f"{name}={value!r} is not true or false")
+        value = bool(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name}={value!r} is not text: expected {bounds_text(f)}")
+    elif kind in (int, float):
+        if _is_bool(value) or not isinstance(value, numbers.Real) or value != value:
+            raise ValueError(f"{name}={value!r} is not a number: expected {bounds_text(f)}")
+        if kind is int:
+            if not isinstance(value, numbers.Integral):
+                if not math.isfinite(value) or not float(value).is_integer():
+                    raise ValueError(f"{name}={value!r} is not a whole number: expected {bounds_text(f)}")
+            value = int(value)
+        else:
+            value = float(value)
     if m.get("choices") is not None:
         if value not in m["choices"]:
             raise ValueError(f"{name}={value!r} is not allowed: expected {bounds_text(f)}")
-        return
-    if m.get("lo") is None and m.get("hi") is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValueError(f"{name}={value!r} is not a number: expected a value in {bounds_text(f)}")
-    if (m["lo"] is not None and value < m["lo"]) or (m["hi"] is not None and value > m["hi"]):
-        raise ValueError(f"{name}={value!r} is outside the allowed range {bounds_text(f)}")
+        return value
+    if (m.get("lo") is not None and value < m["lo"]) or (m.get("hi") is not None and value > m["hi"]):
+        shown = value if type(given) is type(value) else given  # 1e300 for an int field, not its 301 digits
+        raise ValueError(f"{name}={shown!r} is outside the allowed range [{m.get('lo')}, {m.get('hi')}]")
+    return value
 
 
-def _field_type(cls: type, name: str) -> Any:
-    return typing.get_type_hints(cls)[name]
+def check_runs(config: Config, limit: int) -> None:
+    """ValueError when the runs table holds more than `limit` runs."""
+    n = len(config.runs)
+    if n > limit:
+        raise ValueError(f"runs: {n} runs, above the limit of {limit} per job: use fewer runs")
 
 
-def parse_value(cls: type, name: str, text: str) -> Any:
-    """Parse a command-line string into the type of field `name` of `cls`."""
-    names = {f.name for f in fields(cls)}
-    if name not in names:
-        raise ValueError(f"unknown field {name!r}: expected one of {', '.join(sorted(names))}")
-    kind = _field_type(cls, name)
+def check_work(limit: int, **factors: int) -> None:
+    """ValueError when the product of `factors` (field name -> value), the work of one job, is above `limit`;
+    the message names the fields, their values and the limit."""
+    total = math.prod(factors.values())
+    if total > limit:
+        names = list(factors)
+        fewer = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        raise ValueError(f"{' x '.join(names)} = {' x '.join(f'{v:,}' for v in factors.values())} = {total:,} is "
+                         f"above the limit of {limit:,} per job: use fewer {fewer}")
+
+
+def parse_value(cls: type, name: str, text: str, owner: str = "") -> Any:
+    """Parse a command-line string into the type of field `name` of `cls` (checked against its bounds). Numbers
+    are ASCII digits only; `owner` prefixes the name in errors (e.g. 'runs.2.')."""
+    by_name = {f.name: f for f in fields(cls)}
+    if name not in by_name:
+        raise ValueError(f"unknown field {owner}{name!r}: expected one of {', '.join(sorted(by_name))}")
+    f = by_name[name]
+    kind = field_kind(f)
+    if kind is None:
+        if name == "runs":
+            raise ValueError("runs: a runs table is not one value: set one field of run K with runs.K.FIELD=VALUE")
+        raise ValueError(f"{owner}{name} cannot be set from text")
+    bad = ValueError(f"{owner}{name}={text!r} is not a valid {kind.__name__}: expected {bounds_text(f)}")
+    if kind is str:
+        return check_field(f, text, owner)
+    if not text.isascii():  # int('１０００') and float('١٠') parse, but they are not what a user typed as a number
+        raise bad
+    if kind is bool:
+        if text.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise bad
+        return text.strip().lower() in ("true", "1", "yes")
     try:
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text.lower() in ("true", "1", "yes")
         if kind is int:
-            return int(float(text)) if float(text).is_integer() else int(text)
-        if kind is float:
-            return float(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
-    return text
+            try:
+                value: Any = int(text)
+            except ValueError:
+                number = float(text)
+                if not number.is_integer():
+                    raise
+                value = int(number)
+        else:
+            value = float(text)
+    except (ValueError, OverflowError):
+        raise bad from None
+    return check_field(f, value, owner)
 
 
 @dataclass(frozen=True)
@@ -82,34 +156,36 @@ class Config:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "runs":
-                if not value:
-                    raise ValueError("runs: at least one run is needed")
-                for i, run in enumerate(value):
-                    if not isinstance(run, Config):
-                        raise ValueError(f"runs[{i}] is not a {self.run_type.__name__}")
-                names = [getattr(run, "name", i) for i, run in enumerate(value)]
-                if len(set(names)) != len(names):
-                    raise ValueError(f"runs: names must differ, got {names}")
+                value = _check_runs_table(self, value)
             else:
-                check_field(f, value)
+                value = check_field(f, value)
+            object.__setattr__(self, f.name, value)  # normalized: 1000.0 -> 1000 in an int field
         self.check()
 
     def check(self) -> None:
         """Cross-field checks; subclasses raise ValueError naming the fields."""
 
     @classmethod
-    def from_dict(cls, data: dict) -> Config:
-        """Build from a plain dict (as `to_dict` writes it); unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
+    def from_dict(cls, data: dict, owner: str = "") -> Config:
+        """Build from a plain dict (as `to_dict` writes it, or a URL's settings); unknown keys are an error, and
+        errors name the field as `owner` + name (a run's fields as runs.K.FIELD)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{owner.rstrip('.') or cls.__name__}: expected a mapping of fields, got {data!r}")
+        by_name = {f.name: f for f in fields(cls)}
+        unknown = [f"{owner}{k}" for k in data if k not in by_name]
         if unknown:
-            raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))} for {cls.__name__}")
+            raise ValueError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))} for {cls.__name__}")
         data = dict(data)
-        if "runs" in data and cls.run_type is not None:
-            data["runs"] = tuple(r if isinstance(r, Config) else cls.run_type.from_dict(r) for r in data["runs"])
-        for f in fields(cls):
-            if f.name in data and isinstance(data[f.name], list):
-                data[f.name] = tuple(data[f.name])
+        for name, value in data.items():
+            if name == "runs" and cls.run_type is not None:
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError(f"{owner}runs: expected a list of runs, got {value!r}")
+                data[name] = tuple(r if isinstance(r, Config) else cls.run_type.from_dict(r, f"{owner}runs.{i}.")
+                                   for i, r in enumerate(value))
+            elif isinstance(value, list):
+                data[name] = tuple(value)
+            else:
+                data[name] = check_field(by_name[name], value, owner)
         return cls(**data)
 
     def to_dict(self) -> dict:
@@ -127,24 +203,47 @@ class Config:
 
 
 def with_settings(config: Config, settings: dict[str, str]) -> Config:
-    """Apply `--set` style overrides: `field=value` or `runs.K.field=value` (K from 0)."""
+    """Apply `--set` style overrides: `field=value` or `runs.K.field=value` (K from 0); errors name the field as
+    given (runs.K.field for a run's)."""
     top: dict[str, Any] = {}
+    has_runs = "runs" in {f.name for f in fields(config)}
     runs = list(getattr(config, "runs", ()))
     for name, text in settings.items():
         if name.startswith("runs."):
+            if not has_runs:
+                raise ValueError(f"{name!r}: this experiment has no runs table")
             parts = name.split(".")
-            if len(parts) != 3 or not parts[1].isdigit():
-                raise ValueError(f"{name!r}: expected runs.K.field")
+            if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
+                raise ValueError(f"{name!r}: expected runs.K.field (K from 0 to {len(runs) - 1})")
             k = int(parts[1])
             if k >= len(runs):
-                raise ValueError(f"{name!r}: there are only {len(runs)} runs (K from 0 to {len(runs) - 1})")
-            run_cls = type(runs[k])
-            runs[k] = runs[k].replace(**{parts[2]: parse_value(run_cls, parts[2], text)})
+                raise ValueError(f"{name!r}: there {'is' if len(runs) == 1 else 'are'} only {len(runs)} "
+                                 f"run{'' if len(runs) == 1 else 's'} (K from 0 to {len(runs) - 1})")
+            value = parse_value(type(runs[k]), parts[2], text, owner=f"runs.{k}.")
+            runs[k] = runs[k].replace(**{parts[2]: value})
         else:
             top[name] = parse_value(type(config), name, text)
-    if runs:
+    if has_runs:
         top["runs"] = tuple(runs)
     return config.replace(**top)
+
+
+def _check_runs_table(config: Config, value: Any) -> tuple:
+    """The runs table as a tuple of run configs with distinct names (ValueError otherwise)."""
+    kind = config.run_type.__name__ if config.run_type is not None else "run config"
+    if isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, tuple):
+        raise ValueError(f"runs: expected a table of {kind} rows, got {value!r}")
+    if not value:
+        raise ValueError("runs: at least one run is needed")
+    for i, run in enumerate(value):
+        if not isinstance(run, Config):
+            raise ValueError(f"runs.{i} is not a {kind}")
+    names = [getattr(run, "name", i) for i, run in enumerate(value)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"runs: names must differ, got {names}")
+    return value
 
 
 def field_info(cls: type) -> list[dict]:

@@ -1,17 +1,24 @@
-"""Background job manager: runs experiments in daemon threads, shares one job per config,
-serves finished configs from the disk cache, and queues long jobs (the GPU) one at a time.
+"""Background job manager: runs experiments on a bounded pool of daemon worker threads, shares one job per
+config, serves finished configs from the disk cache, and queues long jobs (the GPU) one at a time.
 
-Workers never touch Streamlit; readers poll `Job.view()`.
+Two lanes, each a FIFO queue with a bounded number of places: 'quick' jobs run on about one worker per core,
+'long' jobs one at a time. A full queue refuses a job (`QueueFull`). Finished jobs stay in memory only as the
+`KEEP_FINISHED` most recently used (they stay in the disk cache, and `find()` reloads them). BLAS and torch
+thread counts are set around each job's run, not for the process. Workers never touch Streamlit; readers poll
+`Job.view()`.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+import sys
 import threading
 import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from engine import experiments
@@ -20,6 +27,91 @@ from engine.recording import Cancelled, Recorder
 from engine.store import Store
 
 log = logging.getLogger(__name__)
+
+QUICK_WORKERS = max(2, min(os.cpu_count() or 2, 8))  # quick jobs running at once: about one per core
+QUICK_QUEUE = 32     # quick jobs waiting for a worker
+LONG_QUEUE = 8       # long jobs (ResNets: hours each on the one GPU) waiting for the long lane
+KEEP_FINISHED = 16   # finished jobs kept in memory; older ones are read back from the disk cache when asked for
+IDLE_SECONDS = 30.0  # a worker with nothing to do for this long ends (the next job starts a new one)
+
+
+class QueueFull(ValueError):
+    """A lane's queue has no free place: the job was not submitted (try again when one finishes)."""
+
+
+def _release_blas_control() -> None:
+    """threadpoolctl (>= 3.7) lets only one thread at a time change a process-wide OpenBLAS pool: the first to
+    try keeps control while it lives. Job threads come and go, so the limits of jobs are set and restored with no
+    thread holding it."""
+    from threadpoolctl import OpenBLASController
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+class _JobThreads:
+    """BLAS and torch thread counts while jobs run. BLAS limits (threadpoolctl) are process-wide, so the first job
+    to start sets them and the last one to end restores the process's own; torch's count is set in each job's
+    thread (its OpenMP pool is per thread) and restored with the BLAS limits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._blas = None
+        self._torch: int | None = None  # the process's torch thread count, read before any job changed it
+
+    @contextmanager
+    def limit(self, threads: int | None) -> Iterator[None]:
+        """Run the body with `threads` BLAS and torch threads (None: leave them as they are)."""
+        if not threads:
+            yield
+            return
+        torch = sys.modules.get("torch")  # set only when an experiment uses it: never import it for a numpy job
+        with self._lock:
+            if self._running == 0:
+                from threadpoolctl import threadpool_limits
+
+                _release_blas_control()
+                self._blas = threadpool_limits(threads, user_api="blas")
+                _release_blas_control()
+            if torch is not None and self._torch is None:
+                self._torch = torch.get_num_threads()
+            self._running += 1
+        if torch is not None:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    _release_blas_control()
+                    self._blas.restore_original_limits()
+                    _release_blas_control()
+                    self._blas = None
+                    if self._torch is not None:
+                        sys.modules["torch"].set_num_threads(self._torch)
+
+
+_THREADS = _JobThreads()  # one per process: the limits it sets are process-wide
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One queue of jobs and the worker threads that take jobs from it."""
+
+    name: str
+    workers: int
+    places: int  # jobs that may wait
+    ready: threading.Condition
+    queue: deque = field(default_factory=deque)
+    threads: list = field(default_factory=list)
+    running: int = 0  # jobs its workers are running
+
+    def full(self) -> bool:
+        """No place left: every worker busy (or about to be) and `places` jobs waiting."""
+        return len(self.queue) + self.running >= self.workers + self.places
 
 
 @dataclass(eq=False)
@@ -77,18 +169,19 @@ class Job:
 class JobManager:
     """Owns every job of the process; one instance per app (st.cache_resource) or CLI call."""
 
-    def __init__(self, store: Store | None = None, blas_threads: int | None = 1):
+    def __init__(self, store: Store | None = None, blas_threads: int | None = 1, workers: int = QUICK_WORKERS,
+                 quick_queue: int = QUICK_QUEUE, long_queue: int = LONG_QUEUE, keep_finished: int = KEEP_FINISHED):
+        """`blas_threads`: BLAS and torch threads of each job while it runs (None: leave them); `workers`: quick
+        jobs running at once; `quick_queue` / `long_queue`: jobs that may wait in each lane; `keep_finished`:
+        finished jobs kept in memory."""
         self.store = store or Store()
-        self._jobs: dict[str, Job] = {}
+        # Background jobs and the web server share two cores: one BLAS thread per job is fastest.
+        self.threads = blas_threads
+        self.keep_finished = keep_finished
+        self._jobs: OrderedDict[str, Job] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
-        self._queue: deque[Job] = deque()
-        self._queue_ready = threading.Condition(self._lock)
-        self._long_worker: threading.Thread | None = None
-        if blas_threads:
-            # Background jobs and the web server share two cores: one BLAS thread per job is fastest.
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(blas_threads)
+        self._lanes = {"quick": _Lane("quick", max(1, workers), quick_queue, threading.Condition(self._lock)),
+                       "long": _Lane("long", 1, long_queue, threading.Condition(self._lock))}
 
     # ---- public API ----
     def find(self, experiment: str, config: Config) -> Job | None:
@@ -96,6 +189,8 @@ class JobManager:
         key = config.key(experiment)
         with self._lock:
             job = self._jobs.get(key)
+            if job is not None:
+                self._jobs.move_to_end(key)
         if job is not None:
             return job
         result = self.store.get(key)
@@ -104,17 +199,21 @@ class JobManager:
         job = Job(key, experiment, config, Recorder.from_result(result), from_cache=True, _manager=self)
         job._settled.set()
         with self._lock:
-            return self._jobs.setdefault(key, job)
+            job = self._jobs.setdefault(key, job)
+            self._jobs.move_to_end(key)
+            self._trim()
+            return job
 
     def submit(self, experiment: str, config: Config, preset: str | None = None, use_cache: bool = True,
                restart: bool = False) -> Job:
         """Start (or join) the job for this config. A running, queued or finished job with the same
         config is returned as is; a cancelled or failed one is started again, resuming from its saved
         work (long jobs checkpoint into their work folder). `use_cache=False` ignores a stored result;
-        `restart=True` also discards the saved work, so the run starts from scratch."""
+        `restart=True` also discards the saved work, so the run starts from scratch. A new job waits in its
+        lane's queue until a worker is free; QueueFull (a ValueError) when the queue has no free place."""
         key = config.key(experiment)
         if restart:
-            shutil.rmtree(self.store.workdir(key), ignore_errors=True)
+            self.store.discard_work(key)
         if use_cache:
             job = self.find(experiment, config)
             if job is not None and job.status not in ("cancelled", "failed"):
@@ -127,36 +226,39 @@ class JobManager:
             old = self._jobs.get(key)
             if old is not None and not old.finished:
                 return old
+            line = self._lanes[lane]
+            if line.full():
+                raise QueueFull(f"the {lane} queue is full ({line.places} jobs waiting): try again when one "
+                                "finishes")
             self._jobs[key] = job
-            if lane == "long":
-                self._queue.append(job)
-                self._ensure_long_worker()
-                self._queue_ready.notify_all()
-                return job
-        job.thread = threading.Thread(target=self._execute, args=(job,), daemon=True,
-                                      name=f"job-{experiment}-{key[:8]}")
-        job.thread.start()
+            self._jobs.move_to_end(key)
+            line.queue.append(job)
+            self._start_workers(line)
+            line.ready.notify()
         return job
 
     def cancel(self, job: Job) -> None:
-        """Stop a running job at its next checkpoint, or drop a queued one."""
+        """Stop a running job at its next checkpoint, or drop a queued one at once."""
         with self._lock:
-            if job in self._queue:
-                self._queue.remove(job)
+            queue = self._lanes[job.lane].queue
+            if job in queue:
+                queue.remove(job)
                 job.recorder.close("cancelled", "cancelled before it started")
                 job._settled.set()
+                self._trim()
                 return
         job.recorder.request_stop()
 
     def queue_position(self, job: Job) -> int | None:
+        """1 for the next job to start in its lane, None when the job is not waiting."""
         with self._lock:
             try:
-                return list(self._queue).index(job) + 1
+                return list(self._lanes[job.lane].queue).index(job) + 1
             except ValueError:
                 return None
 
     def jobs(self) -> list[Job]:
-        """Every job of this process, newest first."""
+        """Every job in memory (running, queued, and the most recently used finished ones), newest first."""
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: -j.submitted)
 
@@ -168,24 +270,53 @@ class JobManager:
                 del self._jobs[key]
 
     # ---- workers ----
-    def _ensure_long_worker(self) -> None:
-        if self._long_worker is None or not self._long_worker.is_alive():
-            self._long_worker = threading.Thread(target=self._long_loop, daemon=True, name="job-long-lane")
-            self._long_worker.start()
+    def _trim(self) -> None:
+        """Keep at most `keep_finished` finished jobs in memory, dropping the least recently used (lock held);
+        running and queued jobs always stay."""
+        finished = [key for key, job in self._jobs.items() if job.finished]
+        for key in finished[:max(0, len(finished) - self.keep_finished)]:
+            del self._jobs[key]
 
-    def _long_loop(self) -> None:
+    def _start_workers(self, lane: _Lane) -> None:
+        """Start the lane's worker threads that are not running (lock held)."""
+        while len(lane.threads) < lane.workers:
+            thread = threading.Thread(target=self._work, args=(lane,), daemon=True,
+                                      name=f"job-{lane.name}-{len(lane.threads)}")
+            lane.threads.append(thread)
+            thread.start()
+
+    def _work(self, lane: _Lane) -> None:
+        """A worker: run the lane's jobs in queue order; end after IDLE_SECONDS without one."""
+        me = threading.current_thread()
         while True:
             with self._lock:
-                while not self._queue:
-                    self._queue_ready.wait()
-                job = self._queue.popleft()
-            self._execute(job)
+                while not lane.queue:
+                    if not lane.ready.wait(IDLE_SECONDS) and not lane.queue:
+                        lane.threads.remove(me)
+                        return
+                job = lane.queue.popleft()
+                job.thread = me
+                lane.running += 1
+            try:
+                self._execute(job)
+            finally:
+                with self._lock:
+                    lane.running -= 1
 
     def _execute(self, job: Job) -> None:
         try:
-            self._run(job)
+            try:
+                experiments.get(job.experiment)  # imported first, so the thread limits see whether it uses torch
+            except Exception:
+                pass  # reported by _run
+            with _THREADS.limit(self.threads):
+                self._run(job)
         finally:
             job._settled.set()
+            with self._lock:
+                if self._jobs.get(job.key) is job:
+                    self._jobs.move_to_end(job.key)
+                self._trim()
 
     def _run(self, job: Job) -> None:
         rec = job.recorder
@@ -194,7 +325,8 @@ class JobManager:
         try:
             module = experiments.get(job.experiment)
             extra = {"store": self.store} if getattr(module, "USES_STORE", False) else {}
-            module.run(job.config, rec, self.store.workdir(job.key), **extra)
+            work = self.store.workdir(job.key) if getattr(module, "CHECKPOINTS", False) else None
+            module.run(job.config, rec, work, **extra)
         except Cancelled:
             rec.close("cancelled", "cancelled by the user")
             return

@@ -1,16 +1,47 @@
-"""On-disk result cache (diskcache) keyed by experiment + config + engine version.
+"""On-disk result cache (diskcache) keyed by experiment + config + engine version, and the jobs' work folders.
 
-A corrupt, foreign or old-version entry reads as a miss, never as a crash.
+The store never crashes a run and never serves a wrong result:
+- entries are data: zlib-compressed JSON (`DataDisk`); a row in any other form, e.g. a pickle planted in the
+  database, is refused unread;
+- a hit is a well-formed finished result of this engine version whose own experiment and config give the key
+  asked for; anything else is a miss;
+- a corrupt database (or a `results` that is not a folder) is moved aside to `results.corrupt-<time>` and a new
+  one started; a cache that cannot be written (read-only folder, full disk) leaves runs working. Both show in
+  `Store.warning` / `Store.status()`, for the app's sidebar and the CLI.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import zlib
 from pathlib import Path
+
+import diskcache
+from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
 from engine import ENGINE_VERSION
 
+log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "cache"
+WORK_LIMIT = 4 * 2**30  # bytes of checkpoints kept under work/ (oldest folders go first)
+STALE_TMP_SECONDS = 3600  # a temporary file older than this is left over from a crash
+WORK_MAX_AGE = 14 * 86400  # saved work of a cancelled job untouched this long is dropped by gc
+VERSION_FILE = "engine_version"  # in each work folder: the engine version whose checkpoints it holds
+_VALUE_FILE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")  # diskcache's own value file names
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_UNUSABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
+             "SQLITE_PERM", "SQLITE_NOMEM", "SQLITE_NOLFS", "SQLITE_AUTH")  # the file may be fine: do not move it
+_RESULT_FIELDS = dict(experiment=str, config=dict, status=str, message=str, runs=list, extras=dict,
+                      progress=(int, float), started=(int, float), elapsed=(int, float))
+_RUN_FIELDS = dict(name=str, label=str, status=str, message=str, config=dict, history=dict, final=dict,
+                   snapshots=dict)
 
 
 def cache_dir() -> Path:
@@ -18,44 +49,373 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SPARSE_SGD_CACHE") or DEFAULT_DIR)
 
 
-class Store:
-    """Finished results and per-job work folders (for resumable checkpoints) under one directory."""
+class DataDisk(diskcache.Disk):
+    """diskcache serialization that holds only data: string keys, values as zlib-compressed JSON (bytes are
+    stored as given). A row in another form (a pickled key or value, a value file outside the cache) raises
+    ValueError unread, and is never deleted outside the cache folder."""
 
-    def __init__(self, directory: str | Path | None = None):
-        import diskcache
+    def put(self, key):
+        if type(key) is not str:
+            raise TypeError(f"result keys are strings, not {type(key).__name__}")
+        return key, True
 
-        self.dir = Path(directory) if directory else cache_dir()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(self.dir / "results"))
+    def get(self, key, raw):
+        if not raw or type(key) is not str:
+            raise ValueError("a key that is not a plain string")
+        return key
 
-    def get(self, key: str) -> dict | None:
-        """The stored result for `key`, or None (missing, unreadable or from another engine version)."""
+    def store(self, value, read, key=UNKNOWN):
+        if read:
+            raise TypeError("values are JSON data, not files")
+        blob = value if type(value) is bytes else zlib.compress(json.dumps(value).encode(), 1)
+        return super().store(blob, False, key)
+
+    def fetch(self, mode, filename, value, read):
+        if read or mode not in (MODE_RAW, MODE_BINARY):
+            raise ValueError(f"a value stored in mode {mode} (only JSON data is read)")
+        if mode == MODE_BINARY and not (isinstance(filename, str) and _VALUE_FILE.fullmatch(filename)):
+            raise ValueError("a value file outside the cache")
+        blob = super().fetch(mode, filename, value, False)
+        if type(blob) is not bytes:
+            raise ValueError("a value that is not JSON data")
+        return json.loads(zlib.decompress(blob))
+
+    def remove(self, file_path):
+        if isinstance(file_path, str) and _VALUE_FILE.fullmatch(file_path):
+            super().remove(file_path)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    """Whether an error says the database file itself is damaged (not locked, read-only or full)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(_CORRUPT) or any(s in str(exc) for s in ("malformed", "not a database"))
+
+
+def _is_unusable(exc: BaseException) -> bool:
+    """Whether an error says the cache cannot be opened or written here (read-only, missing, full, locked)."""
+    if isinstance(exc, (OSError, diskcache.Timeout)):
+        return True
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, sqlite3.DatabaseError) and name.startswith(_UNUSABLE)
+
+
+def _folder_size(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
         try:
-            entry = self._cache.get(key)
-        except Exception:  # a corrupt entry is a miss
+            total += p.lstat().st_size if p.is_file() or p.is_symlink() else 0
+        except OSError:
+            pass
+    return total
+
+
+def _last_change(path: Path) -> float:
+    """The newest modification time of a folder or anything in it."""
+    times = [path.lstat().st_mtime]
+    for p in path.rglob("*"):
+        try:
+            times.append(p.lstat().st_mtime)
+        except OSError:
+            pass
+    return max(times)
+
+
+def well_formed(result: object) -> bool:
+    """Whether `result` has every field a finished Result has (DESIGN.md), with the right types."""
+    if not isinstance(result, dict) or result.get("status") != "done":
+        return False
+    if not all(isinstance(result.get(k), t) and not isinstance(result.get(k), bool) for k, t in _RESULT_FIELDS.items()):
+        return False
+    for run in result["runs"]:
+        if not isinstance(run, dict) or "seed" not in run or not all(isinstance(run.get(k), t)
+                                                                     for k, t in _RUN_FIELDS.items()):
+            return False
+        hist = run["history"]
+        steps = hist.get("step")
+        if not isinstance(steps, list) or not all(isinstance(c, list) and len(c) == len(steps) for c in hist.values()):
+            return False
+    return True
+
+
+def key_of(result: dict) -> str | None:
+    """The cache key of the experiment and config a result records (None when they are no valid config)."""
+    from engine import experiments
+
+    try:
+        module = experiments.get(result["experiment"])
+        return module.Config.from_dict(result["config"]).key(result["experiment"])
+    except Exception:  # an unknown experiment or a config that does not validate: no key
+        return None
+
+
+class Store:
+    """Finished results and per-job work folders (for resumable checkpoints) under one directory.
+
+    Never raises on a damaged or unwritable cache: `warning` says what is wrong (None when all is well)."""
+
+    def __init__(self, directory: str | Path | None = None, work_limit: int = WORK_LIMIT):
+        self.dir = Path(directory) if directory else cache_dir()
+        self.work_limit = work_limit
+        self._problems: dict[str, str] = {}  # kind ('open', 'write', 'corrupt', 'work') -> message
+        self._lock = threading.RLock()
+        self._cache: diskcache.Cache | None = None
+        self._open()
+
+    # ---- health ----
+    @property
+    def warning(self) -> str | None:
+        """What is wrong with the cache, as one line for the sidebar or stderr; None when all is well."""
+        problems = list(self._problems.values())
+        return "; ".join(problems) if problems else None
+
+    def status(self) -> str:
+        """One line: how many results are stored where, then the warning if any."""
+        s = self.stats()
+        line = f"{s['entries']} results, {s['bytes'] / 1e6:.1f} MB in {s['path']}"
+        return f"{line} - {s['warning']}" if s["warning"] else line
+
+    def _problem(self, kind: str, message: str | None) -> None:
+        if message is None:
+            self._problems.pop(kind, None)
+        elif self._problems.get(kind) != message:
+            self._problems[kind] = message
+            log.warning("%s", message)
+
+    def _open(self) -> None:
+        """Open (or create) the results database; a corrupt one is moved aside, an unwritable one disables
+        caching."""
+        with self._lock:
+            results = self.dir / "results"
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                if results.exists() and not results.is_dir():
+                    self._set_aside(results, "results is a file, not a folder")
+                self._cache = diskcache.Cache(str(results), disk=DataDisk)
+                self._problem("open", None)
+                return
+            except Exception as exc:
+                error = exc
+            if not _is_unusable(error):  # a damaged file, a foreign schema or settings: start a new one
+                try:
+                    self._set_aside(results, f"the result cache was unreadable ({_describe(error)})")
+                    self._cache = diskcache.Cache(str(results), disk=DataDisk)
+                    return
+                except Exception as exc:
+                    error = exc
+            self._cache = None
+            self._problem("open", f"results are not being cached: the cache folder {self.dir} cannot be used "
+                                  f"({_describe(error)})")
+
+    def _set_aside(self, results: Path, why: str) -> None:
+        """Move a damaged results database out of the way (kept for inspection) and say so."""
+        if self._cache is not None:
+            try:
+                self._cache.close()
+            except Exception:
+                pass
+            self._cache = None
+        aside = results.with_name(f"results.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while aside.exists():
+            aside, n = results.with_name(f"results.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
+        results.rename(aside)
+        self._problem("corrupt", f"{why}: moved aside to {aside.name}, a new one was started")
+
+    def _failed(self, exc: BaseException, doing: str) -> None:
+        """Handle an error of the open database: a corrupt one is replaced, others become the warning."""
+        if _is_corrupt(exc):
+            with self._lock:
+                try:
+                    self._set_aside(self.dir / "results", f"the result cache was corrupt ({_describe(exc)})")
+                except OSError as move:
+                    self._cache = None
+                    self._problem("open", f"results are not being cached: the corrupt cache in {self.dir} could "
+                                          f"not be moved aside ({_describe(move)})")
+                    return
+                self._open()
+        elif doing == "write":
+            reason = "the disk is full" if "full" in str(exc) or getattr(exc, "errno", None) == 28 else _describe(exc)
+            self._problem("write", f"results are not being cached: {reason} ({self.dir})")
+        else:
+            log.warning("the result cache could not be read (%s)", _describe(exc))
+
+    # ---- results ----
+    def get(self, key: str) -> dict | None:
+        """The stored result for `key`, or None: missing, unreadable, from another engine version, lacking
+        fields, or recorded for another experiment or config than the one `key` names."""
+        cache = self._cache
+        if cache is None:
+            return None
+        try:
+            entry = cache.get(key)
+        except (ValueError, zlib.error, UnicodeDecodeError):  # not JSON data: a miss
+            return None
+        except Exception as exc:
+            self._failed(exc, "read")
             return None
         if not isinstance(entry, dict) or entry.get("engine_version") != ENGINE_VERSION:
             return None
         result = entry.get("result")
-        return result if isinstance(result, dict) and "runs" in result else None
+        if not well_formed(result) or key_of(result) != key:
+            return None
+        return result
 
-    def put(self, key: str, result: dict) -> None:
-        """Store a finished result."""
-        self._cache.set(key, dict(engine_version=ENGINE_VERSION, result=result))
+    def put(self, key: str, result: dict) -> bool:
+        """Store a finished result; False (and `warning` says why) when it could not be written."""
+        for _ in range(2):  # a second time into the fresh database when the first one was corrupt
+            cache = self._cache
+            if cache is None:
+                return False
+            try:
+                cache.set(key, dict(engine_version=ENGINE_VERSION, result=result), tag=ENGINE_VERSION)
+            except (TypeError, ValueError):
+                log.warning("result %s is not JSON data: not cached", key, exc_info=True)
+                return False
+            except Exception as exc:
+                self._failed(exc, "write")
+                if not _is_corrupt(exc):
+                    return False
+                continue
+            self._problem("write", None)
+            return True
+        return False
 
-    def clear(self) -> None:
-        """Drop every stored result."""
-        self._cache.clear()
+    def clear(self, work: bool = False) -> None:
+        """Drop every stored result (with `work`, also every work folder and the corrupt copies set aside)."""
+        if self._cache is not None:
+            try:
+                self._cache.clear()
+            except Exception as exc:
+                self._failed(exc, "write")
+        if work:
+            shutil.rmtree(self.dir / "work", ignore_errors=True)
+            for aside in self.corrupt_copies():
+                shutil.rmtree(aside, ignore_errors=True)
+            self._problem("corrupt", None)
 
-    def workdir(self, key: str) -> Path:
-        """A folder where a long job keeps its resumable state (model/optimizer checkpoints)."""
+    # ---- work folders ----
+    def workdir(self, key: str) -> Path | None:
+        """A folder where a long job keeps its resumable state (model/optimizer checkpoints), or None when the
+        cache folder cannot be written (the job then runs without checkpoints). Older folders go first when
+        work/ grows past the size limit."""
         path = self.dir / "work" / key
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            marker = path / VERSION_FILE
+            if not marker.exists():
+                marker.write_text(ENGINE_VERSION)
+        except OSError as exc:
+            self._problem("work", f"checkpoints are not being saved: {self.dir / 'work'} cannot be written "
+                                  f"({_describe(exc)})")
+            return None
+        self._problem("work", None)
+        self._limit_work(keep=key)
         return path
 
-    def stats(self) -> dict:
-        """Number of stored results and bytes on disk."""
+    def discard_work(self, key: str) -> None:
+        """Delete a job's saved work (its next run starts from scratch)."""
+        shutil.rmtree(self.dir / "work" / key, ignore_errors=True)
+
+    def _work_folders(self) -> list[Path]:
+        work = self.dir / "work"
         try:
-            return dict(entries=len(self._cache), bytes=self._cache.volume(), path=str(self.dir))
-        except Exception:
-            return dict(entries=0, bytes=0, path=str(self.dir))
+            return [p for p in work.iterdir() if p.is_dir() and not p.is_symlink()]
+        except OSError:
+            return []
+
+    def _limit_work(self, keep: str | None = None) -> list[str]:
+        """Delete the least recently changed work folders until work/ fits the size limit; their keys."""
+        folders = []
+        for p in self._work_folders():
+            try:
+                folders.append((_last_change(p), _folder_size(p), p))
+            except OSError:
+                pass
+        total = sum(size for _, size, _ in folders)
+        removed = []
+        for _, size, p in sorted(folders, key=lambda f: f[0]):
+            if total <= self.work_limit:
+                break
+            if p.name == keep:
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            total -= size
+            removed.append(p.name)
+        return removed
+
+    # ---- housekeeping ----
+    def corrupt_copies(self) -> list[Path]:
+        """Damaged databases set aside (`results.corrupt-*`), oldest first."""
+        try:
+            return sorted(self.dir.glob("results.corrupt-*"))
+        except OSError:
+            return []
+
+    def stats(self) -> dict:
+        """Number of stored results, bytes on disk, the folder, and the warning (None when all is well)."""
+        entries = size = 0
+        if self._cache is not None:
+            try:
+                entries, size = len(self._cache), self._cache.volume()
+            except Exception as exc:
+                self._failed(exc, "read")
+        return dict(entries=entries, bytes=size, path=str(self.dir), warning=self.warning)
+
+    def info(self) -> dict:
+        """`stats()` plus entries of other engine versions, work folders and their bytes, corrupt copies."""
+        out = self.stats()
+        other = 0
+        if self._cache is not None:
+            try:  # diskcache has no public query by tag: count other versions' rows directly
+                ((other,),) = self._cache._sql("SELECT COUNT(*) FROM Cache WHERE tag IS NULL OR tag != ?",
+                                               (ENGINE_VERSION,)).fetchall()
+            except Exception as exc:
+                self._failed(exc, "read")
+        folders = self._work_folders()
+        out.update(engine_version=ENGINE_VERSION, other_versions=other, work_folders=len(folders),
+                   work_bytes=sum(_folder_size(p) for p in folders), work_limit=self.work_limit,
+                   corrupt_copies=[p.name for p in self.corrupt_copies()])
+        return out
+
+    def gc(self, now: float | None = None) -> dict:
+        """Purge other engine versions' results and orphan value files; delete work folders of other engine
+        versions, of finished results, without a checkpoint, or untouched for `WORK_MAX_AGE` (a cancelled job
+        never resumed), and leftover temporary files; then keep work/ under its size limit. Returns what went:
+        {results, work_folders, tmp_files}."""
+        now = time.time() if now is None else now
+        removed = dict(results=0, work_folders=0, tmp_files=0)
+        if self._cache is not None:
+            try:  # diskcache evicts one tag at a time; other versions are "any tag but ours"
+                select = ("SELECT rowid, filename FROM Cache WHERE (tag IS NULL OR tag != ?) AND rowid > ? "
+                          "ORDER BY rowid LIMIT ?")
+                removed["results"] = self._cache._select_delete(select, [ENGINE_VERSION, 0, 100], arg_index=1)
+                self._cache.check(fix=True)  # value files no row points to, and the counts
+            except Exception as exc:
+                self._failed(exc, "write")
+        for folder in self._work_folders():
+            try:
+                version = (folder / VERSION_FILE).read_text().strip() if (folder / VERSION_FILE).exists() else None
+                checkpoints = []
+                for p in folder.iterdir():
+                    if p.name.endswith(".tmp") and now - p.lstat().st_mtime > STALE_TMP_SECONDS:
+                        p.unlink(missing_ok=True)
+                        removed["tmp_files"] += 1
+                    elif p.name != VERSION_FILE:
+                        checkpoints.append(p)
+                age = now - _last_change(folder)
+            except OSError:
+                continue
+            if (version != ENGINE_VERSION or self.get(folder.name) is not None or age > WORK_MAX_AGE
+                    or (not checkpoints and age > STALE_TMP_SECONDS)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed["work_folders"] += 1
+        removed["work_folders"] += len(self._limit_work())
+        return removed

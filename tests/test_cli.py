@@ -48,3 +48,72 @@ def test_bad_input_exits_nonzero_with_one_line():
     assert len(bad_field.stderr.strip().splitlines()) == 1
     bad_experiment = cli("run", "nothing")
     assert bad_experiment.returncode == 2 and "unknown experiment 'nothing'" in bad_experiment.stderr
+
+
+def test_a_corrupt_cache_does_not_stop_a_run_and_the_cache_command_reports_and_cleans(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "results").mkdir(parents=True)
+    (cache / "results" / "cache.db").write_bytes(b"not a database" * 1000)
+    out = cli("run", "bouncing", "--preset", "prop3", "--set", "steps=300", "--cache-dir", str(cache))
+    assert out.returncode == 0 and "status: done" in out.stdout and "Traceback" not in out.stderr
+    assert "the result cache was unreadable (file is not a database): moved aside to results.corrupt-" in out.stderr
+    info = cli("cache", "info", "--cache-dir", str(cache))
+    assert info.returncode == 0 and "Traceback" not in info.stderr
+    assert "results: 1 (" in info.stdout and "damaged databases set aside: results.corrupt-" in info.stdout
+    stale = cache / "work" / "from-older-code"
+    stale.mkdir(parents=True)
+    (stale / "engine_version").write_text("older")
+    (stale / "run0-e0001.pt").write_bytes(b"\0" * 100)
+    gc = cli("cache", "gc", "--cache-dir", str(cache))
+    assert gc.returncode == 0 and "1 work folders" in gc.stdout and not stale.exists()
+    assert "results: 1 (" in gc.stdout  # this engine's result stays
+    clear = cli("cache", "clear", "--cache-dir", str(cache))
+    assert clear.returncode == 0 and "results: 0 (" in clear.stdout and "set aside" not in clear.stdout
+    again = cli("run", "bouncing", "--preset", "prop3", "--set", "steps=300", "--cache-dir", str(cache))
+    assert "from the cache" not in again.stdout and again.returncode == 0
+
+
+def _one_line_error(out, text: str) -> None:
+    """Exit 2, one line on stderr that says `text`, and no work done (no progress, table or status)."""
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and text in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_bad_values_are_one_line_errors_naming_field_range_or_run():
+    _one_line_error(cli("run", "bouncing", "--preset", ""), "unknown preset '' for bouncing")
+    _one_line_error(cli("run", "diagonal", "--set", "runs=abc"), "runs: a runs table is not one value")
+    _one_line_error(cli("run", "bouncing", "--set", "steps=1000.5"),
+                    "error: steps='1000.5' is not a valid int: expected an integer in [10, 20000]")
+    _one_line_error(cli("run", "bouncing", "--set", "steps=１０００"), "steps='１０００' is not a valid int")
+    _one_line_error(cli("run", "diagonal", "--set", "runs.2.lr=1000"),
+                    "error: runs.2.lr=1000.0 is outside the allowed range [1e-05, 100.0]")
+    _one_line_error(cli("run", "bouncing", "--set", "runs.0.eta=1"), "this experiment has no runs table")
+    _one_line_error(cli("run", "diagonal", "--set", "seeds=20", "--set", "steps=1000001"),
+                    "error: steps x runs x seeds = 1,000,001 x 4 x 20 = 80,000,080 is above the limit of "
+                    "40,000,000 per job: use fewer steps, runs or seeds")
+
+
+def test_what_would_stop_a_run_is_checked_before_it_starts(tmp_path, monkeypatch):
+    import pytest
+    import torch
+
+    (tmp_path / "a-file").write_text("")
+    _one_line_error(cli("run", "bouncing", "--json", str(tmp_path / "a-file" / "out.json")),
+                    f"error: --json {tmp_path / 'a-file' / 'out.json'}: cannot be written (Not a directory)")
+    _one_line_error(cli("run", "bouncing", "--json", str(tmp_path)), "is a folder, not a file")
+    _one_line_error(cli("run", "bouncing", "--cache-dir", str(tmp_path / "a-file")), "is a file, not a folder")
+    _one_line_error(cli("run", "bouncing", "--cache-dir", str(tmp_path / "a-file" / "cache")),
+                    "cannot be written (Not a directory)")
+    assert not list(tmp_path.glob("*.json"))
+    monkeypatch.setenv("SPARSE_SGD_DATA", str(tmp_path / "data"))  # an empty data root
+    (tmp_path / "data").mkdir()
+    _one_line_error(cli("run", "resnet", "--preset", "fig7-plain", "--device", "cpu"),
+                    "error: CIFAR-10 is not on disk in the data root: download it")
+    _one_line_error(cli("run", "resnet", "--preset", "cpu-demo", "--set", "dataset=cifar100", "--set",
+                        "data_dir=../..", "--device", "cpu"), "error: data_dir='../..' is outside the data root")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --device cuda is honoured")
+    _one_line_error(cli("run", "relu1d", "--device", "cuda"),
+                    "error: device='cuda' but no CUDA device is available here: use device=auto or cpu")
+    _one_line_error(cli("run", "resnet", "--preset", "cpu-demo", "--device", "cuda"), "no CUDA device is available")

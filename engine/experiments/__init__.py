@@ -2,7 +2,9 @@
 
 Each module defines `TITLE`, a `Config` (engine.config.Config), `PRESETS` (name -> Preset, the
 first is the default), `run(config, rec, workdir)` and optionally `lane(config)` ('quick' jobs
-run at once in their own thread, 'long' jobs queue one at a time, e.g. on the one GPU).
+run on a small pool of worker threads, 'long' jobs queue one at a time, e.g. on the one GPU),
+`CHECKPOINTS = True` (its jobs get a work folder to save resumable state in; others get None) and
+`preflight(config)` (what would stop the config from running here, e.g. missing data).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def get(name: str) -> ModuleType:
 def preset(name: str, preset_name: str | None = None) -> tuple[str, Config]:
     """(preset name, config) of an experiment's preset (its default when None)."""
     module = get(name)
-    preset_name = preset_name or next(iter(module.PRESETS))
+    if preset_name is None:
+        preset_name = next(iter(module.PRESETS))
     if preset_name not in module.PRESETS:
         raise ValueError(f"unknown preset {preset_name!r} for {name}: expected one of {', '.join(module.PRESETS)}")
     return preset_name, module.PRESETS[preset_name].config
@@ -57,3 +60,21 @@ def lane(name: str, config: Config) -> str:
     """'quick' or 'long' (queued one at a time)."""
     module = get(name)
     return module.lane(config) if hasattr(module, "lane") else "quick"
+
+
+def preflight(name: str, config: Config) -> str | None:
+    """What would stop `config` of experiment `name` from running on this machine, as one line (None when
+    nothing would): a CUDA device asked for where there is none, or the experiment's own check (e.g. a data set
+    that is not on disk). Cheap: pages call it before offering Run, the CLI before submitting."""
+    if getattr(config, "device", None) == "cuda" and not _cuda_available():
+        return "device='cuda' but no CUDA device is available here: use device=auto or cpu"
+    check = getattr(get(name), "preflight", None)
+    return check(config) if check is not None else None
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()

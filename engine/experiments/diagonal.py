@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from engine import schedules
-from engine.config import Config, param
+from engine.config import Config, check_runs, check_work, param
 from engine.diagonal_data import Data, make_data
 from engine.diagonal_plane import snapshot_plane
 from engine.diagonal_sim import ALGORITHMS, Simulator, plan
@@ -32,6 +32,8 @@ LOSS_LIMIT = 1e10          # a run whose train loss exceeds this has diverged
 METRIC_GROUP = 24          # checkpoints per metrics task
 MAX_PENDING = 16           # metrics tasks queued before training waits for them
 PLANE_MAX_D = 200          # Fig. 3's plane (a 60 x 60 loss grid, every path stored) is drawn up to this d
+MAX_RUNS = 8               # runs in one job's table
+MAX_WORK = 40_000_000      # steps x runs x seeds of one job: Fig. 2/8 at 20 seeds are 8-10 million (30 s here)
 
 
 # ----------------------------------------------------------------------------- config
@@ -84,8 +86,8 @@ class DiagonalConfig(Config):
     def check(self) -> None:
         if self.r > self.d:
             raise ValueError(f"r={self.r} must not exceed d={self.d}: beta* has r nonzero coordinates out of d")
-        if not 1 <= len(self.runs) <= 8:
-            raise ValueError(f"runs: expected 1 to 8 runs, got {len(self.runs)}")
+        check_runs(self, MAX_RUNS)
+        check_work(MAX_WORK, steps=self.steps, runs=len(self.runs), seeds=self.seeds)
 
 
 Config = DiagonalConfig

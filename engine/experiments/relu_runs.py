@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 
 from engine import relu_nets as rn
-from engine.config import Config, param
+from engine.config import Config, check_runs, check_work, param
 from engine.schedules import checkpoint_steps, linear_warmup
+
+MAX_RUNS = 8            # runs in one job's table
+MAX_WORK = 2_500_000    # steps x runs x seeds of one job: every preset at 20 seeds is at most 1.3 million
+                        # (Fig. 4: 77 s, Fig. 5: 46 s, Fig. 6 at 0.8 million: 110 s on the 2-core dev machine)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -53,6 +57,12 @@ def check_seeds(c: Config) -> None:
     hi = next(f.metadata["hi"] for f in fields(c) if f.name == "seed")
     if c.seed + c.seeds - 1 > hi:
         raise ValueError(f"seed={c.seed} with seeds={c.seeds} goes past the largest seed {hi}")
+
+
+def check_bounds(c: Config) -> None:
+    """One job's work stays within its limits: MAX_RUNS runs, MAX_WORK steps x runs x seeds."""
+    check_runs(c, MAX_RUNS)
+    check_work(MAX_WORK, steps=c.steps, runs=len(c.runs), seeds=c.seeds)
 
 
 # ----------------------------------------------------------------------------- runs x seeds
