@@ -27,6 +27,7 @@ from engine.recording import Cancelled, Recorder
 from engine.store import Store
 
 log = logging.getLogger(__name__)
+RATE_WINDOW = 20.0  # seconds of progress the ETA's rate is measured over
 
 QUICK_WORKERS = max(2, min(os.cpu_count() or 2, 8))  # quick jobs running at once: about one per core
 QUICK_QUEUE = 32     # quick jobs waiting for a worker
@@ -128,6 +129,7 @@ class Job:
     thread: threading.Thread | None = None
     _manager: JobManager | None = None
     _settled: threading.Event = field(default_factory=threading.Event)  # set once its result is stored
+    _samples: deque = field(default_factory=deque)  # (time, progress) seen by view(): the ETA's rate
 
     @property
     def status(self) -> str:
@@ -147,14 +149,25 @@ class Job:
     def view(self) -> dict:
         """A consistent copy of the record so far, plus status, ETA and queue place."""
         data = self.recorder.view()
-        p, elapsed = data["progress"], data["elapsed"]
-        if data["status"] == "running":
-            elapsed = time.time() - data["started"]
-        data["eta"] = elapsed * (1 - p) / p if data["status"] == "running" and p > 0.01 else None
+        data["eta"] = self._eta(data) if data["status"] == "running" else None
         data["queue_position"] = self.queue_position
         data["from_cache"] = self.from_cache
         data["key"] = self.key
         return data
+
+    def _eta(self, data: dict) -> float | None:
+        """Seconds left from the progress rate over the last RATE_WINDOW seconds (steadier than elapsed /
+        progress, which a slow start, e.g. loading data or compiling, throws off for the whole run)."""
+        now, p = time.time(), data["progress"]
+        samples = self._samples
+        if not samples or samples[-1][1] != p:
+            samples.append((now, p))
+        while len(samples) > 2 and now - samples[1][0] > RATE_WINDOW:
+            samples.popleft()
+        t0, p0 = samples[0]
+        if p <= 0.01 or p <= p0 or now - t0 < 1.0:
+            return None
+        return (1 - p) * (now - t0) / (p - p0)
 
     def cancel(self) -> None:
         """Ask the job to stop (a queued job is dropped at once)."""

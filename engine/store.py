@@ -369,6 +369,24 @@ class Store:
                 self._failed(exc, "read")
         return dict(entries=entries, bytes=size, path=str(self.dir), warning=self.warning)
 
+    def summary(self) -> dict[str, dict]:
+        """Per experiment: how many results of this engine version are stored and the seconds they took to
+        compute (what clearing the cache would throw away)."""
+        out: dict[str, dict] = {}
+        cache = self._cache
+        if cache is None:
+            return out
+        try:
+            for key in list(cache.iterkeys()):
+                result = self.get(key)
+                if result is not None:
+                    entry = out.setdefault(result["experiment"], dict(results=0, seconds=0.0))
+                    entry["results"] += 1
+                    entry["seconds"] += float(result.get("elapsed") or 0.0)
+        except Exception as exc:
+            self._failed(exc, "read")
+        return out
+
     def info(self) -> dict:
         """`stats()` plus entries of other engine versions, work folders and their bytes, corrupt copies."""
         out = self.stats()

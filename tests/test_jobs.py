@@ -258,3 +258,19 @@ def test_thread_limits_hold_while_a_job_runs_and_not_for_the_process(manager, mo
             assert blas_threads() == {2} and fresh_thread_torch_threads() == 2  # restored after it
     finally:
         torch.set_num_threads(torch_before)
+
+
+def test_the_eta_comes_from_the_recent_rate_not_from_a_slow_start(monkeypatch):
+    """A job that spent 60 s loading data, then advances 1% per second, has about 40 s left at 60%; the
+    elapsed/progress estimate would say 80 s."""
+    from engine.jobs import Job
+    from engine.recording import Recorder
+
+    job = Job("k", "sleepy", None, Recorder("sleepy", {}))
+    clock = {"t": 1000.0}
+    monkeypatch.setattr("engine.jobs.time.time", lambda: clock["t"])
+    eta = None
+    for second in range(61):  # 0..60 s of 1%/s after a 60 s start
+        clock["t"] = 1060.0 + second
+        eta = job._eta(dict(progress=second / 100, started=1000.0))
+    assert eta is not None and abs(eta - 40.0) < 1.0

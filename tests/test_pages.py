@@ -110,3 +110,15 @@ def test_after_fig2_the_page_checks_the_papers_claims_on_the_result():
     assert "Expected (paper) vs obtained" in box and "seed 6" in box
     assert box.count("✓") == 6 and "✗" not in box
     assert "43x, 54x, 65x" in box and "200 (small) → 150 → 87 → 72" in box
+
+
+def test_the_sidebar_names_a_jobs_changes_links_back_and_confirms_clearing():
+    at = AppTest.from_file(str(PAGES.parent / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/diagonal.py")
+    at.query_params["diag_steps"] = "1000001"
+    at.run()
+    at.button(key="run_diagonal").click().run()
+    entry = next(c.value for c in at.sidebar.caption if c.value.startswith("• Diagonal nets · fig2"))
+    assert "steps changed" in entry and "[settings](diagonal?" in entry and "another session" not in entry
+    at.button(key="cancel_diagonal").click().run()
+    assert any(b.label.startswith("Yes, drop") for b in at.sidebar.button)  # clearing asks first

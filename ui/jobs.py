@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from engine import experiments
 from engine.config import Config
-from engine.jobs import Job, JobManager
+from engine.jobs import Job, JobManager, QueueFull
 from engine.recording import export
 from ui.tables import histories_frame
 
@@ -37,31 +38,47 @@ def warm_up_kernels() -> threading.Thread:
     return thread
 
 
+def mine() -> set[str]:
+    """Keys of the jobs this browser session started (the sidebar offers Cancel for those only)."""
+    return st.session_state.setdefault("_my_jobs", set())
+
+
 def run_controls(experiment: str, config: Config, preset: str | None, label: str = "Run",
                  extra: Callable[[], None] | None = None) -> Job | None:
     """Run and Cancel buttons (and `extra()` drawn beside them); returns the job of this config (running,
-    finished or cached), if any."""
+    finished or cached), if any. What would stop the config from running here (no GPU, no data) is said
+    before Run is offered; a full queue is a message."""
     manager = get_manager()
     job = manager.find(experiment, config)
+    problem = experiments.preflight(experiment, config) if job is None else None
     left, right, rest, _ = st.columns([1, 1, 1.5, 2.5])
     if extra is not None:
         with rest:
             extra()
     busy = job is not None and not job.finished
-    if left.button(label, type="primary", disabled=busy, key=f"run_{experiment}"):
-        job = manager.submit(experiment, config, preset=preset)  # a cancelled job resumes where it stopped
-        busy = True
+    if left.button(label, type="primary", disabled=busy or problem is not None, key=f"run_{experiment}"):
+        try:
+            job = manager.submit(experiment, config, preset=preset)  # a cancelled job resumes where it stopped
+            mine().add(job.key)
+            st.rerun()  # a full rerun: the sidebar (drawn before the page) lists the new job too
+        except QueueFull as exc:
+            st.error(f"Not started: {exc}")
     if right.button("Cancel", disabled=not busy, key=f"cancel_{experiment}"):
         job.cancel()
+    if problem:
+        st.error(f"Cannot run here: {problem}")
     return job
 
 
 def _status_line(view: dict) -> None:
     status = view["status"]
     if status == "queued":
-        st.info(f"Queued: place {view['queue_position']} in line for the GPU/long-job lane.")
+        st.info(f"Queued: place {view['queue_position']} in line (jobs start as workers free up).")
         return
     if status == "running":
+        if view["progress"] == 0:  # the job is setting up: say what it is doing rather than show an empty bar
+            st.progress(0.0, text=f"Starting: {view['message'] or 'preparing data and model'}…")
+            return
         eta = f", about {view['eta']:.0f} s left" if view.get("eta") is not None else ""
         st.progress(view["progress"], text=f"Training: {view['progress']:.0%}{eta}. {view['message']}")
         return
