@@ -8,10 +8,12 @@ import torch
 
 from engine import cifar
 from engine.experiments import resnet
-from ui.charts import metric_chart, run_order
+from ui.charts import color, metric_chart, run_order, waiting
 from ui.jobs import downloads, live, run_controls
+from ui.labels import metric
 from ui.links import sweep_button
 from ui.overlay import overlay
+from ui.paper import definitions, expected_vs_obtained, header, look_at
 from ui.shell import ensure_shell
 from ui.tables import finals_frame, histories_frame
 from ui.widgets import settings
@@ -24,12 +26,13 @@ FIELDS = ["dataset", "model", "width", "setting", "epochs", "batch_size", "eval_
 RUNS_HELP = ("constant: lr throughout. exp-warmup: lr·base^(100 t) until t = at, then /10 until 0.9, then /100 "
              "(the plain setting). step: lr until at, /10 until 0.9, /100 (the state-of-the-art setting).")
 
-st.title("ResNets on CIFAR: sparse features")
-st.caption("A CIFAR-layout ResNet-18/34 trained by SGD (batch 256) with a small constant step or a large step kept "
-           "for 10/30/50% of training, then decayed. While the large step keeps the loss up, the features at the "
-           "end of each super-block get sparser (feature sparsity: distinct non-zero activations, c = 0.95), and "
-           "longer phases generalize better. Without a GPU, `cpu-demo` trains a small ResNet on scikit-learn's "
-           "digits in minutes with the same schedules and metrics.")
+header("ResNets on CIFAR: sparse features", "Sec. 3.3, Fig. 1, 7, 12, 13 and 14",
+       "A CIFAR-layout ResNet-18/34 trained by SGD (batch 256) with a small constant step or a large step kept "
+       "for 10/30/50% of training, then decayed. While the large step keeps the loss up, the features at the "
+       "end of each super-block get sparser (feature sparsity: distinct non-zero activations, c = 0.95), and "
+       "longer phases generalize better. Without a GPU, `cpu-demo` trains a small ResNet on scikit-learn's "
+       "digits in minutes with the same schedules and metrics")
+definitions("schedules", "super-block", "feature sparsity (ResNets)", "train loss")
 
 
 # ---- settings (sidebar widgets and the runs table), bound to the URL so a link reproduces them
@@ -46,29 +49,38 @@ preset, config = settings(presets, resnet.Config, PREFIX, FIELDS, runs_help=RUNS
 # ---- data: CIFAR is read from the data root, downloaded only when the user asks
 @st.cache_resource
 def download_tasks() -> dict:
-    """Downloads running in background threads, shared by every session (one per data set)."""
+    """Downloads running in background threads, shared by every session (one per data set and folder)."""
     return {}
 
 
 def data_panel(dataset: str, data_dir: str) -> bool:
-    """Where the data comes from, a download button for CIFAR; True when the data set is on disk."""
+    """Where the data comes from, a download button for CIFAR (also when its folder does not exist yet, as on a
+    fresh checkout: the download creates it); True when the data set is on disk."""
     if dataset == "digits":
         return True
     name = cifar.LABELS[dataset]
+    where = f"`{data_dir}` in the data root" if data_dir else "the data root"
     try:
-        folder = cifar.resolve_folder(data_dir)
-    except (ValueError, FileNotFoundError) as exc:
+        cifar.resolve_folder(data_dir)
+        missing_folder = False
+    except ValueError as exc:  # outside the data root: nothing to download into
         st.error(str(exc))
         return False
-    if cifar.available(dataset, data_dir):
-        st.caption(f"{name}: read from `{folder}`.")
+    except FileNotFoundError:
+        missing_folder = True
+    if not missing_folder and cifar.available(dataset, data_dir):
+        st.caption(f"{name}: read from {where}.")
         return True
-    st.warning(f"{name} is not in `{folder}`. Download it (~170 MB, through torchvision's URL) or extract "
-               f"the archive there yourself; `cpu-demo` needs no download.")
+    st.warning(f"{name} is not in {where}" + (" (the folder does not exist yet: the download creates it)"
+                                               if missing_folder else "")
+               + ". Download it (~170 MB, through torchvision's URL) or extract the archive there yourself; "
+               "`cpu-demo` needs no download.")
+    target = cifar.data_root() / data_dir   # inside the root: resolve_folder said so
     tasks = download_tasks()
-    task = tasks.get(dataset)
+    task = tasks.get((dataset, str(target)))
     if st.button(f"Download {name}", key="resnet_download", disabled=task is not None and not task.done):
-        task = tasks[dataset] = cifar.Download(dataset)
+        target.mkdir(parents=True, exist_ok=True)
+        task = tasks[(dataset, str(target))] = cifar.Download(dataset, root=target)
 
     # A fragment polls the download thread without re-running the page; the timer stops once it ends.
     @st.fragment(run_every=0.5 if task is not None and not task.done else None)
@@ -77,9 +89,11 @@ def data_panel(dataset: str, data_dir: str) -> bool:
             return
         if task.error:
             st.error(task.error)
-        elif task.done:
+        elif task.done and cifar.available(dataset, data_dir):
             st.success(f"{name} downloaded.")
             st.rerun()
+        elif task.done:  # no rerun loop: say what is wrong
+            st.error(f"The download ended, but {name} is still not readable in {where}.")
         else:
             st.progress(task.progress, text=f"Downloading {name}: {task.progress:.0%}")
 
@@ -149,6 +163,8 @@ def filter_view(view: dict) -> None:
     if not runs:
         return
     st.subheader("Filters (Fig. 12)")
+    look_at("with the small step the early filters stay close to their random init (no feature learning); with "
+            "a long large-step phase they change visibly, and every layer moves further from its init.")
     name = st.selectbox("Run", [r["name"] for r in runs], key="resnet_filter_run")
     run = next(r for r in runs if r["name"] == name)
     snap = run["snapshots"]["filters"]
@@ -167,14 +183,15 @@ def filter_view(view: dict) -> None:
         order = list(dict.fromkeys(frame["layer"]))
         chart = alt.Chart(frame).mark_line(point=True).encode(
             x=alt.X("layer:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60)),
-            y=alt.Y("distance:Q", title="‖W − W₀‖ / ‖W₀‖"),
-            color=alt.Color("run:N", sort=run_order(view), scale=alt.Scale(scheme="tableau10")),
+            y=alt.Y("distance:Q", title="‖W − W₀‖ / ‖W₀‖", axis=alt.Axis(format=".3~g")),
+            color=color(run_order(view), field="run"),
             tooltip=["run", "layer", alt.Tooltip("distance:Q", format=".3g")],
         ).properties(title="Each layer's relative distance from its init (last checkpoint)", height=280)
         st.altair_chart(chart, width="stretch")
 
 
 def draw(view: dict) -> None:
+    waiting(view, "loading the data, building the model" + (" and compiling it" if config.compile else ""))
     live_numbers(view)
     long = histories_frame(view)
     if long.empty:
@@ -184,24 +201,28 @@ def draw(view: dict) -> None:
     for r in view["runs"]:
         if r["status"] == "diverged":
             st.warning(f"{r['name']} diverged: {r['message']}")
+    look_at("the train loss stabilizes while the step is large (dashed: decays), then drops at the decay; the "
+            "longer the large-step phase, the lower the final test error.")
     top = [("train_loss", "Train loss", True), ("train_error", "Train error", False),
-           ("test_error", "Test error", False), ("lr", "Step size", True)]
+           ("test_error", "Test error", False), ("lr", "Step size η", True)]
     for row in (top[:2], top[2:]):
         cols = st.columns(2)
-        for col, (metric, title, log) in zip(cols, row, strict=True):
-            col.altair_chart(metric_chart(long, metric, title, labels, log=log, rules=rules), width="stretch")
-    st.caption("Feature sparsity at the end of super-blocks 1-4 (post-ReLU, ≤ 1000 random units, c = 0.95)")
+        for col, (name, title, log) in zip(cols, row, strict=True):
+            col.altair_chart(metric_chart(long, name, title, labels, log=log, rules=rules), width="stretch")
+    look_at("feature sparsity at the end of super-blocks 1-4 (post-ReLU, ≤ 1000 random units, c = 0.95; colours as "
+            "above): it falls during the large-step phase, most clearly at super-blocks 3 and 4 (Fig. 14).")
     cols = st.columns(4)
     for i, col in enumerate(cols, start=1):
-        chart = metric_chart(long, f"sparsity_block{i}", f"Block {i}", labels, rules=rules, height=200,
-                             y_title="feature sparsity")
-        col.altair_chart(chart.configure_legend(disable=True), width="stretch")  # colors as in the charts above
+        chart = metric_chart(long, f"sparsity_block{i}", f"Super-block {i}", labels, rules=rules, height=200,
+                             y_title="feature sparsity", legend=False)  # colours as in the charts above
+        col.altair_chart(chart, width="stretch")
     filter_view(view)
     if view["status"] != "running":
+        expected_vs_obtained(EXPERIMENT, preset, view)
         st.subheader("Final values")
         metrics = ["train_loss", "train_error", "test_error", *(f"sparsity_block{i}" for i in range(1, 5))]
-        st.dataframe(finals_frame(view, metrics), hide_index=True, width="stretch",
-                     column_config={m: st.column_config.NumberColumn(format="%.4g") for m in metrics})
+        st.dataframe(finals_frame(view, metrics).rename(columns=metric), hide_index=True, width="stretch",
+                     column_config={metric(m): st.column_config.NumberColumn(format="%.4g") for m in metrics})
         downloads(view, f"resnet_{preset}")
 
 

@@ -272,3 +272,20 @@ def test_fig4_both_runs_fit(fig4) -> None:
 def test_fig9_the_long_phase_no_longer_fits(fig9) -> None:
     assert _holds(fig9, lambda r: r["long"]["final"]["train_loss"] > relu1d.STUCK_LOSS
                   and r["short"]["final"]["train_loss"] < 1e-2) == [True, True]
+
+
+def test_a_job_is_bounded_in_runs_and_in_steps_x_runs_x_seeds():
+    """Every preset runs at 20 seeds and the sweep preset's points fit; a URL asking for more (any number of runs
+    validated before) is refused with the limit in the message."""
+    from engine import sweep
+    from engine.experiments.relu_runs import MAX_WORK
+
+    for preset in relu1d.PRESETS.values():
+        preset.config.replace(seeds=20)
+    sweep.build("relu1d", "map-warmup", seeds=20)  # raises if a point is over a bound
+    c = relu1d.PRESETS["fig4"].config
+    with pytest.raises(ValueError, match=r"^runs: 9 runs, above the limit of 8 per job: use fewer runs$"):
+        c.replace(runs=tuple(c.runs[0].replace(name=f"r{k}") for k in range(9)), steps=10)
+    with pytest.raises(ValueError, match=rf"^steps x runs x seeds = 1,000,000 x 2 x 20 = 40,000,000 is above the limit "
+                                         rf"of {MAX_WORK:,} per job: use fewer steps, runs or seeds$"):
+        c.replace(steps=1_000_000, seeds=20)

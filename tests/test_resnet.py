@@ -1,13 +1,18 @@
 """ResNet experiment (EXPERIMENTS section 5): model shapes, schedules, data loading, and a small CPU run
 that trains, records every metric, is cached, cancels cleanly and resumes from its saved epoch.
 
-About 10-15 s on the 2-core dev machine (most of it the three small training jobs).
+About 40 s on the busy 2-core dev machine (most of it the small training jobs).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import math
+import os
 import pickle
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +24,7 @@ import torch
 from engine import cifar
 from engine.experiments import resnet as R
 from engine.jobs import JobManager
+from engine.recording import Cancelled, Recorder
 from engine.resnet import block_shapes, resnet
 from engine.store import Store
 
@@ -152,10 +158,19 @@ def _write_cifar(folder, sub, files, label_key, n=4, classes=10):
     return d
 
 
+def _trust(monkeypatch, name, folder):
+    """Accept these fake batches as if they were the official files (their MD5 sums in the table)."""
+    sums = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in folder.iterdir()}
+    monkeypatch.setattr(cifar, "MD5", {**getattr(cifar, "MD5", {}), name: sums}, raising=False)
+
+
+CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
 def test_a_cifar10_folder_in_torchvisions_format_loads(tmp_path, monkeypatch):
     root = tmp_path / "data"
-    batches = _write_cifar(root / "mine", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] +
-                           ["test_batch"], "labels")
+    batches = _write_cifar(root / "mine", "cifar-10-batches-py", CIFAR10_FILES, "labels")
+    _trust(monkeypatch, "cifar10", batches)
     data = cifar.load("cifar10", "mine", root=root)
     assert data.train_x.shape == (20, 3, 32, 32) and data.test_x.shape == (4, 3, 32, 32)
     assert data.train_x.dtype == torch.uint8 and data.num_classes == 10
@@ -170,9 +185,10 @@ def test_a_cifar10_folder_in_torchvisions_format_loads(tmp_path, monkeypatch):
     assert cifar.available("cifar10", "mine", root=root) and cifar.load("cifar10", str(batches), root=root)
 
 
-def test_a_cifar100_folder_loads_fine_labels(tmp_path):
+def test_a_cifar100_folder_loads_fine_labels(tmp_path, monkeypatch):
     root = tmp_path / "data"
-    _write_cifar(root, "cifar-100-python", ["train", "test"], "fine_labels", n=6, classes=100)
+    _trust(monkeypatch, "cifar100", _write_cifar(root, "cifar-100-python", ["train", "test"], "fine_labels", n=6,
+                                                 classes=100))
     data = cifar.load("cifar100", root=root)
     assert data.num_classes == 100 and data.train_x.shape == (6, 3, 32, 32)
     assert data.test_y.tolist() == list(range(6, 12))
@@ -191,6 +207,66 @@ def test_missing_or_outside_folders_give_clear_errors(tmp_path):
         with pytest.raises(ValueError, match="outside the data root"):
             cifar.load("cifar10", outside, root=root)
     assert not cifar.available("cifar10", "empty", root=root) and cifar.available("digits")
+
+
+def test_the_md5_sums_are_the_official_files(tmp_path):
+    # Real CIFAR batches are checked against torchvision's sums: the table is theirs, file for file.
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    for name, spec in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
+        assert cifar.MD5[name] == dict(spec.train_list + spec.test_list)
+
+
+class Planted:
+    """Unpickling this creates a file: what a planted batch or checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_batch_that_is_not_the_official_file_is_never_unpickled(tmp_path):
+    root = tmp_path / "data"
+    batches = _write_cifar(root, "cifar-10-batches-py", CIFAR10_FILES, "labels")
+    marker = tmp_path / "pwned"
+    for name in CIFAR10_FILES:
+        (batches / name).write_bytes(pickle.dumps(Planted(marker)))
+    with pytest.raises(ValueError, match="data_batch_1 is not the official CIFAR-10 batch"):
+        cifar.load("cifar10", root=root)
+    assert not marker.exists()
+
+
+def test_a_file_link_out_of_the_data_root_is_refused(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    batches = _write_cifar(root, "cifar-10-batches-py", CIFAR10_FILES, "labels")
+    _trust(monkeypatch, "cifar10", batches)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (batches / "test_batch").rename(elsewhere / "test_batch")
+    (batches / "test_batch").symlink_to(elsewhere / "test_batch")  # the folder is inside, one file is not
+    with pytest.raises(ValueError, match="test_batch is outside the data root") as error:
+        cifar.load("cifar10", root=root)
+    assert str(root.resolve()) not in str(error.value) and not cifar.available("cifar10", root=root)
+    (batches / "inside").mkdir()
+    (batches / "test_batch").unlink()
+    (elsewhere / "test_batch").rename(batches / "inside" / "test_batch")
+    (batches / "test_batch").symlink_to(batches / "inside" / "test_batch")  # a link that stays inside is fine
+    assert cifar.load("cifar10", root=root).test_x.shape == (4, 3, 32, 32)
+
+
+def test_looping_or_overlong_paths_give_the_confinement_message(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "loop").symlink_to(root / "loop")
+    (root / "a").symlink_to(root / "b")
+    (root / "b").symlink_to(root / "a")
+    for bad in ("loop", "a/sub", "x" * 5000, "deep/" * 2000, "nul\0byte"):
+        with pytest.raises(ValueError, match="outside the data root") as error:
+            cifar.load("cifar10", bad, root=root)
+        assert str(root.resolve()) not in str(error.value) and len(str(error.value)) < 300
+        assert not cifar.available("cifar10", bad, root=root)
 
 
 def test_download_without_network_says_so(tmp_path, monkeypatch):
@@ -260,22 +336,22 @@ def test_cancel_keeps_the_history_and_a_new_manager_resumes_from_the_saved_epoch
     store = Store(tmp_path / "cache")
     config = tiny()
     job = JobManager(store).submit("resnet", config)
-    saved = store.workdir(config.key("resnet")) / "run0.pt"
+    work = store.workdir(config.key("resnet"))
     deadline = time.time() + 120
-    while not saved.exists() and time.time() < deadline:
+    while not list(work.glob("run0-e*.json")) and time.time() < deadline:
         time.sleep(0.01)
     job.cancel()
     assert job.wait(60) and job.status == "cancelled"
     steps = job.view()["runs"][0]["history"]["step"]
     assert steps[:3] == [0, 10, 20] and job.view()["runs"][0]["status"] == "cancelled"
-    epoch = torch.load(saved, weights_only=False)["epoch"]
+    epoch = max(json.loads(p.read_text())["epoch"] for p in work.glob("run*-e*.json"))
     assert epoch >= 1
 
     resumed = JobManager(store).submit("resnet", config)  # the app restarted: a fresh manager, same cache
     assert resumed.wait(300) and resumed.status == "done"
     view = resumed.view()
     assert view["runs"][0]["snapshots"]["resumed_from_epoch"] == epoch
-    assert not saved.exists()  # checkpoints go once the group is done (the result is in the store)
+    assert not list(work.glob("run*"))  # checkpoints go once the group is done (the result is in the store)
     for run, reference in zip(view["runs"], finished[1]["runs"], strict=True):
         assert run["history"]["step"] == [0, 10, 20, 30, 40, 42]
         # Model, optimizer and RNG state were restored: the same numbers as the uninterrupted run.
@@ -293,3 +369,153 @@ def test_a_blow_up_ends_diverged_and_keeps_its_history():
     assert run["status"] == "diverged" and "non-finite" in run["message"]
     assert run["history"]["step"][0] == 0 and run["history"]["train_loss"][0] > 0
     assert run["history"]["train_loss"][-1] is None and run["history"]["step"][-1] < 21
+
+
+# ----------------------------------------------------------------------------- checkpoints
+ONE_RUN = (R.RunSpec("large", "exp-warmup", 0.3, 0.5),)
+
+
+def one_run(epochs: int) -> R.ResNetConfig:
+    """The tiny config with one run and one checkpoint per epoch (21 iterations)."""
+    return tiny(epochs=epochs, eval_every=21, sparsity_images=64, runs=ONE_RUN)
+
+
+class StopAt(Recorder):
+    """A recorder whose user presses Cancel when the run reaches `text` (e.g. 'epoch 4/4')."""
+
+    def __init__(self, config, text):
+        super().__init__("resnet", config.to_dict())
+        self.text = text
+
+    def progress(self, fraction, message=None):
+        if message and self.text in message:
+            self.request_stop()
+        super().progress(fraction, message)
+
+
+def interrupted(config, work, stop_text):
+    """Train `config` in `work` until the user cancels at `stop_text`; the saved files' names."""
+    with pytest.raises(Cancelled):
+        R.run(config, StopAt(config, stop_text), work)
+    return sorted(p.name for p in work.iterdir())
+
+
+def resumed(config, work):
+    rec = Recorder("resnet", config.to_dict())
+    R.run(config, rec, work)
+    return rec.view()["runs"][0]
+
+
+def test_the_last_two_epochs_are_kept_and_a_damaged_one_falls_back_to_the_one_before(tmp_path):
+    config = one_run(4)
+    files = interrupted(config, tmp_path, "epoch 4/4")
+    assert files == ["run0-e0002.json", "run0-e0002.pt", "run0-e0003.json", "run0-e0003.pt"]
+    newest = tmp_path / "run0-e0003.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated: a crash or a full disk mid-write
+    run = resumed(config, tmp_path)
+    assert run["status"] == "done" and run["snapshots"]["resumed_from_epoch"] == 2
+    assert "epoch 3" in run["snapshots"]["checkpoint_notice"] and "resumed from epoch 2" in \
+        run["snapshots"]["checkpoint_notice"]
+    reference = resumed(config, None)  # the same config, never interrupted
+    assert run["history"]["step"] == reference["history"]["step"]
+    assert run["final"]["train_loss"] == pytest.approx(reference["final"]["train_loss"], rel=1e-4)
+    assert not list(tmp_path.glob("run*"))
+
+
+def test_no_readable_checkpoint_restarts_the_run_with_a_notice(tmp_path):
+    config = one_run(3)
+    interrupted(config, tmp_path, "epoch 3/3")
+    (tmp_path / "run0-e0002.json").write_text("{not json")
+    (tmp_path / "run0-e0001.pt").write_bytes(b"")
+    run = resumed(config, tmp_path)
+    assert run["status"] == "done" and "resumed_from_epoch" not in run["snapshots"]
+    notice = run["snapshots"]["checkpoint_notice"]
+    assert "epoch 2" in notice and "epoch 1" in notice and "restarted from scratch" in notice
+    assert run["history"]["step"] == [0, 21, 42, 63]
+
+
+def test_a_planted_checkpoint_never_runs_code(tmp_path):
+    config = one_run(1)
+    marker = tmp_path / "pwned"
+    work = tmp_path / "work"
+    work.mkdir()
+    buffer = io.BytesIO()
+    torch.save(Planted(marker), buffer)  # a checkpoint file like any other, whose unpickling creates a file
+    blob = buffer.getvalue()
+    (work / "run0.pt").write_bytes(blob)  # where checkpoints used to be
+    (work / "run0-e0001.pt").write_bytes(blob)  # and where they are now, with a record that vouches for it
+    (work / "run0-e0001.json").write_text(json.dumps(dict(format=1, epoch=1, done=False, sha256=hashlib.sha256(
+        blob).hexdigest(), run=dict(status="running", message="", history={"step": []}, snapshots={}))))
+    run = resumed(config, work)
+    assert not marker.exists()
+    assert run["status"] == "done" and "restarted from scratch" in run["snapshots"]["checkpoint_notice"]
+
+
+def test_two_processes_saving_one_checkpoint_do_not_clash(tmp_path, monkeypatch):
+    # Writer A is about to move its finished temporary file into place when writer B (another process on the
+    # same config) saves the same epoch: each must move its own file, and the pair left must read back.
+    state = dict(model={"w": torch.ones(3)}, opt={"state": {}, "param_groups": []}, gen=torch.zeros(4))
+    record = dict(status="running", message="", history={"step": [0]}, snapshots={})
+    real, nested = os.replace, []
+
+    def replace(src, dst):
+        if not nested:
+            nested.append(src)
+            R.write_checkpoint(tmp_path / "run0", 1, record, dict(state, gen=torch.ones(4)))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    R.write_checkpoint(tmp_path / "run0", 1, record, state)
+    monkeypatch.undo()
+    saved = R.read_checkpoint(tmp_path / "run0-e0001.json")
+    assert torch.equal(saved["gen"], torch.zeros(4)) and saved["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run0-e0001.json", "run0-e0001.pt"]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_warning_on_the_run(tmp_path, monkeypatch):
+    config = one_run(2)
+    work = tmp_path / "work"
+    work.mkdir()
+    tracebacks = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: tracebacks.append(args))
+
+    class FolderGone(Recorder):  # e.g. `cache clear` while the run trains: no checkpoint can be written
+        def progress(self, fraction, message=None):
+            if work.exists():
+                work.rmdir()
+            super().progress(fraction, message)
+
+    rec = FolderGone("resnet", config.to_dict())
+    R.run(config, rec, work)
+    run = rec.view()["runs"][0]
+    assert run["status"] == "done" and run["history"]["step"] == [0, 21, 42]
+    assert "could not be saved (No such file or directory)" in run["snapshots"]["checkpoint_warning"]
+    assert tracebacks == []
+
+
+def test_a_job_is_bounded_in_runs_and_in_epochs_x_runs_x_seeds():
+    """Every preset runs at its most seeds (5) and the sweep presets' points fit; a URL asking for more runs (any
+    number validated before) or epochs x runs x seeds than the limit is refused with the limit in the message."""
+    from engine import sweep
+
+    for preset in R.PRESETS.values():
+        preset.config.replace(seeds=5)
+    sweep.build("resnet", "map-fig7", seeds=5)  # raises if a point is over a bound
+    c = R.PRESETS["fig7-plain"].config
+    with pytest.raises(ValueError, match=r"^runs: 9 runs, above the limit of 8 per job: use fewer runs$"):
+        c.replace(runs=tuple(c.runs[0].replace(name=f"r{k}") for k in range(9)), epochs=1)
+    with pytest.raises(ValueError, match=r"^epochs x runs x seeds = 400 x 4 x 5 = 8,000 is above the limit of 2,400 "
+                                         r"per job: use fewer epochs, runs or seeds$"):
+        c.replace(epochs=400, seeds=5)
+
+
+def test_preflight_names_missing_data_or_device_before_any_work(tmp_path, monkeypatch):
+    from engine import experiments
+
+    monkeypatch.setenv("SPARSE_SGD_DATA", str(tmp_path))
+    c = R.PRESETS["fig7-plain"].config.replace(device="cpu")
+    assert experiments.preflight("resnet", c).startswith("CIFAR-10 is not on disk in the data root: download it")
+    assert "is outside the data root" in experiments.preflight("resnet", c.replace(data_dir="../.."))
+    assert experiments.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cpu")) is None
+    cuda = experiments.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cuda"))
+    assert (cuda is None) == torch.cuda.is_available()

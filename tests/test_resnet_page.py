@@ -1,7 +1,9 @@
-"""AppTest for the ResNet page: a tiny cpu-demo run completes with its charts and filter grids; a preset that
-needs a GPU, CIFAR that is not on disk (with a download that has no network) and a folder outside the data
-root are messages, not tracebacks. About 15 s on the 2-core dev machine."""
+"""AppTest for the ResNet page: a tiny cpu-demo run completes with its charts and filter grids, labels in the paper's
+notation and one colour per run; a preset that needs a GPU, CIFAR that is not on disk (with a download that has no
+network, also on a fresh checkout without a data folder) and a folder outside the data root are messages, not
+tracebacks; overlays name the groups by their settings. About 20 s on the 2-core dev machine."""
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -46,7 +48,28 @@ def test_a_tiny_cpu_demo_run_draws_charts_filters_and_finals():
     assert any(s.value == "Final values" for s in at.subheader)
     finals = at.dataframe[-1].value
     assert finals["run"].tolist() == ["small", "large, 10%", "large, 30%", "large, 50%"]
-    assert finals["sparsity_block4"].between(0, 1).all()
+    assert finals["feature sparsity, block 4"].between(0, 1).all()      # headers in the paper's words
+    assert not {"train_loss", "sparsity_block4"} & set(finals.columns)
+    specs = [chart.proto.spec for chart in at.get("vega_lite_chart")]
+    assert not any("sparsity_block" in spec.split('"datasets"')[0] for spec in specs)  # no engine names on axes
+    runs = ["small", "large, 10%", "large, 30%", "large, 50%"]
+    domains = [scale.get("domain") for spec in specs for scale in color_scales(json.loads(spec))]
+    assert domains and all(d == runs for d in domains)   # one colour per run, the same on every chart
+
+
+def color_scales(spec) -> list[dict]:
+    """The colour scales of every encoding in a Vega-Lite spec."""
+    out = []
+    if isinstance(spec, dict):
+        enc = spec.get("encoding", {}).get("color")
+        if isinstance(enc, dict) and "field" in enc:
+            out.append(enc.get("scale", {}))
+        for value in spec.values():
+            out += color_scales(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            out += color_scales(value)
+    return out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
@@ -73,6 +96,27 @@ def test_missing_cifar_offers_a_download_that_explains_no_network(monkeypatch):
     assert not at.exception
 
 
+def test_a_fresh_checkout_without_a_data_folder_offers_the_download(data_root, monkeypatch):
+    """Issue 9: with no data folder at all, the page said the folder does not exist and showed no button."""
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    fresh = data_root.parent / "fresh-checkout" / "data"
+    monkeypatch.setenv("SPARSE_SGD_DATA", str(fresh))
+    at = page(resnet_preset="fig7-plain", resnet_device="cpu")
+    assert not at.exception and not at.error
+    assert any("CIFAR-10 is not in the data root (the folder does not exist yet" in w.value for w in at.warning)
+    at.button(key="resnet_download").click().run()
+    assert fresh.is_dir()                      # the download action creates the folder
+    deadline = time.time() + 20
+    while not any("no network" in e.value for e in at.error):
+        assert time.time() < deadline, "no message after a failed download"
+        time.sleep(0.2)
+        at.run()
+    assert not at.exception
+
+
 def test_a_folder_outside_the_data_root_is_an_error():
     at = page(resnet_preset="fig7-plain", resnet_device="cpu", resnet_data_dir="../elsewhere")
     assert not at.exception
@@ -90,7 +134,9 @@ def test_runs_of_another_group_overlay_on_the_same_charts():
     at = run_tiny()
     before = len(at.get("vega_lite_chart"))
     overlay = at.multiselect(key="resnet_overlay")
-    assert any(name.startswith("cpu-demo · ") for name in overlay.options)
-    overlay.set_value([overlay.options[0]]).run()
+    assert "cpu-demo, width 2" in overlay.options          # named by what differs, not by a config hash
+    overlay.set_value(["cpu-demo, width 2"]).run()
     assert not at.exception
     assert len(at.get("vega_lite_chart")) == before + 4    # test error, train loss, sparsity blocks 4 and 1
+    legend = at.get("vega_lite_chart")[-1].proto.spec
+    assert "cpu-demo, width 4: small" in legend and "cpu-demo, width 2: large, 50%" in legend

@@ -215,3 +215,24 @@ def test_fig6_test_losses_match_the_authors_printed_ones(fig6) -> None:
     # 0.0241, 0.0218 (float32 SGD paths part ways slowly, so a few percent apart)
     finals = [r["final"]["test_loss"] for r in fig6[0]]
     np.testing.assert_allclose(finals, [0.0614, 0.0322, 0.0248, 0.0206], rtol=0.1)
+
+
+def test_a_job_is_bounded_in_runs_work_and_stored_neurons():
+    """Every preset runs at 20 seeds and the sweep preset's points fit; more runs, steps x runs x seeds or neuron
+    snapshots than a job may hold are refused with the limit in the message."""
+    from engine import sweep
+    from engine.experiments.relu_runs import MAX_WORK
+
+    for preset in ts.PRESETS.values():
+        preset.config.replace(seeds=20)
+    sweep.build("teacher_student", "map-fig5", seeds=20)  # raises if a point is over a bound
+    c = ts.PRESETS["fig5"].config
+    many = tuple(c.runs[0].replace(name=f"r{k}") for k in range(9))
+    with pytest.raises(ValueError, match=r"^runs: 9 runs, above the limit of 8 per job: use fewer runs$"):
+        c.replace(runs=many, steps=10)
+    with pytest.raises(ValueError, match=rf"^steps x runs x seeds = 1,000,000 x 4 x 1 = 4,000,000 is above the limit "
+                                         rf"of {MAX_WORK:,} per job"):
+        c.replace(steps=1_000_000)
+    with pytest.raises(ValueError, match=r"^snapshots x runs x student_width x d = 1,000 x 4 x 200 x 50 = 40,000,000 "
+                                         r"is above the limit of 2,000,000 per job"):
+        c.replace(snapshots=1000, student_width=200, d=50)

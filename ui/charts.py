@@ -1,11 +1,18 @@
-"""Altair charts shared by the pages: metric curves (median and band over seeds), decay marks."""
+"""Altair charts shared by the pages: one colour per run, metric curves (median and band over seeds), decay marks,
+and what stands in for the charts before a job's first point."""
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+import streamlit as st
+
+from ui.labels import metric as metric_name
 
 alt.data_transformers.disable_max_rows()
+
+Y_FORMAT = ".3~g"   # 0.01 stays "0.01" (not "0.0100000") even on a flat or one-point chart
+X_FORMAT = "~s"     # iterations: 10k, 20k, 31.6k
 
 
 def run_order(view: dict) -> list[str]:
@@ -17,10 +24,27 @@ def run_order(view: dict) -> list[str]:
     return labels
 
 
-def color(labels: list[str]) -> alt.Color:
-    """One color per run label, in the order of the runs."""
-    return alt.Color("label:N", title=None, sort=labels, scale=alt.Scale(domain=labels, scheme="tableau10"),
-                     legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1))
+def color(labels: list[str], field: str = "label", legend: bool = True, points: bool = False) -> alt.Color:
+    """One color per run label, in the order of the runs: every chart of a page that passes the same `labels`
+    gives a run the same color (`field`: the column holding the label; `points`: legend symbols for dots)."""
+    symbols = (alt.Legend(symbolType="circle", symbolOpacity=1) if points
+               else alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1))
+    return alt.Color(f"{field}:N", title=None, sort=labels, scale=alt.Scale(domain=labels, scheme="tableau10"),
+                     legend=symbols if legend else None)
+
+
+def palette(labels: list[str]) -> dict[str, str]:
+    """The hex color `color(labels)` gives each label (for marks drawn with a fixed color, one run per chart)."""
+    tableau10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+                 "#9d755d", "#bab0ac"]
+    return {label: tableau10[k % len(tableau10)] for k, label in enumerate(labels)}
+
+
+def waiting(view: dict, text: str) -> None:
+    """In place of the charts before a job's first point: what it is doing (its own message when it reports one,
+    else `text`, e.g. "loading the data, building the model")."""
+    if view["status"] == "running" and view.get("progress", 0) == 0:
+        st.info(f"Starting: {view.get('message') or text}…", icon="⏳")
 
 
 def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -33,9 +57,10 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str], log: bool = False,
                  rules: pd.DataFrame | None = None, height: int = 260, x_title: str = "iteration",
-                 y_title: str | None = None) -> alt.Chart:
+                 y_title: str | None = None, legend: bool = True) -> alt.Chart:
     """One metric over steps, one line per run label (median over seeds with a band when several).
-    `rules`: DataFrame(label, step) of vertical marks (e.g. step-size decays)."""
+    `rules`: DataFrame(label, step) of vertical marks (e.g. step-size decays); `legend`: False for a small panel
+    whose colours a neighbouring chart's legend names."""
     frame = long[long["metric"] == metric]
     if log:
         frame = frame[frame["value"] > 0]
@@ -45,17 +70,21 @@ def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str],
     if log and len(healthy) and len(healthy) < len(frame):
         # keep the surviving runs readable: a diverged run's last values would flatten them
         y_scale = alt.Scale(type="log", clamp=True, domain=[healthy.min(), healthy.max() * 100])
-    base = alt.Chart(summary).encode(x=alt.X("step:Q", title=x_title), color=color(labels))
+    name = metric_name(metric)
+    base = alt.Chart(summary).encode(x=alt.X("step:Q", title=x_title, axis=alt.Axis(format=X_FORMAT)),
+                                     color=color(labels, legend=legend))
     line = base.mark_line(strokeWidth=1.6).encode(
-        y=alt.Y("median:Q", title=y_title or metric, scale=y_scale),
-        tooltip=["label", "step", alt.Tooltip("median:Q", format=".4g", title=metric), "seeds"])
+        y=alt.Y("median:Q", title=y_title or name, scale=y_scale,
+                axis=alt.Undefined if log else alt.Axis(format=Y_FORMAT)),
+        tooltip=["label", alt.Tooltip("step:Q", title=x_title, format=","),
+                 alt.Tooltip("median:Q", format=".4g", title=name), "seeds"])
     layers = [line]
     if not summary.empty and summary["seeds"].max() > 1:
         # after the line, so that the legend shows line symbols
         layers.append(base.mark_area(opacity=0.18).encode(y="low:Q", y2="high:Q"))
     if rules is not None and not rules.empty:
         layers.append(alt.Chart(rules).mark_rule(strokeDash=[4, 3], opacity=0.7).encode(
-            x="step:Q", color=color(labels), tooltip=["label", alt.Tooltip("step:Q", title="decay at")]))
+            x="step:Q", color=color(labels, legend=legend), tooltip=["label", alt.Tooltip("step:Q", title="decay at")]))
     return alt.layer(*layers).properties(title=title, height=height, width="container")
 
 

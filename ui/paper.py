@@ -25,6 +25,29 @@ DEFINITIONS = {
                  "teacher direction.",
     "edge of stability": "The largest constant step size at which SGD survives on this data. The sparsifying "
                          "window sits just below it, and where exactly a run survives depends on the seed.",
+    "θ*": "The valley of the toy model: labels y = x θ*², so F(θ) = ¼ E(y − x θ²)² is 0 at θ = ±θ*.",
+    "Prop. 3 interval": "The step sizes η ∈ ((θ* a)⁻², 1.25 (θ* b)⁻²) for inputs x in [a, b]: from 0 < θ₀ < θ*, "
+                        "SGD's loss stays in a band (ε₀² θ*², 0.17 θ*²) and θ_t ends up alternating sides of θ*. "
+                        "Empty when b/a ≥ √1.25 ≈ 1.118.",
+    "label noise ξ": "Prop. 1: one SGD step on sample i_t is one full-batch GD step on the labels y + ξ_t, "
+                     "ξ_i = (h(x_i) − y_i)(1 − n 1[i = i_t]). Lemma 2: E‖ξ_t‖² / (n(n−1)) = 2 L(θ_t): the noise "
+                     "scales with the loss, so it does not fade while the loss is stuck.",
+    "bifurcation diagram": "For each η, the iterates θ_t after a burn-in: one dot per η means convergence, two "
+                           "a period-2 bounce, a vertical cloud chaos.",
+    "warmup": "The step size grows linearly from lr to W·lr over the first s of training (`at`), then is divided "
+              "by `decay` and held: a long large-step phase is a large s.",
+    "over-regularization": "Fig. 9: with too large a warmup the long large-step phase simplifies the predictor so "
+                           "much that it no longer fits: the train loss stays near 10^-0.5.",
+    "teacher directions": "The first-layer rows w*_i of the teacher net (unit norm in Fig. 5): the directions the "
+                          "student's neurons w_i gather along with large steps.",
+    "test loss": "The mean squared error on 1,000 fresh points of the unit sphere labelled by the teacher.",
+    "feature sparsity (ResNets)": "As for the ReLU nets, on the post-ReLU output of a super-block, for at most "
+                                  "1,000 random units (channel, row, column) and the sparsity images, c = 0.95, "
+                                  "rows not scaled. Lower = sparser.",
+    "super-block": "A ResNet stage: the residual blocks between two changes of resolution (4 in a ResNet-18/34); "
+                   "super-block k ends with 2^(k−1) × width channels.",
+    "schedules": "constant: η throughout. step: η until s, then η/10 until 90%, then η/100. exp-warmup: η grows "
+                 "as base^(100 t) until s, then the same decays (the plain setting of Fig. 7).",
 }
 
 

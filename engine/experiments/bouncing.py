@@ -25,16 +25,19 @@ ALGORITHMS = ("SGD + GD", "SGD", "GD")
 # ----------------------------------------------------------------------------- config
 @dataclass(frozen=True)
 class BouncingConfig(Config):
-    eta: float = param(1.12, 0.01, 5.0, step=0.005, help="step size eta")
-    a: float = param(0.95, 0.05, 5.0, step=0.01, help="lower end of the support of x (a > 0)")
-    b: float = param(1.05, 0.05, 5.0, step=0.01, help="upper end of the support of x")
-    theta_star: float = param(1.0, 0.1, 3.0, step=0.05, help="the valley: labels y = x theta_star^2")
-    theta0: float = param(0.5, 0.01, 3.0, step=0.01, help="initial theta (Prop. 3 needs 0 < theta0 < theta_star)")
+    eta: float = param(1.12, 0.01, 5.0, step=0.005, label="step size η", help="step size eta")
+    a: float = param(0.95, 0.05, 5.0, step=0.01, label="a (smallest x)", help="lower end of the support of x (a > 0)")
+    b: float = param(1.05, 0.05, 5.0, step=0.01, label="b (largest x)", help="upper end of the support of x")
+    theta_star: float = param(1.0, 0.1, 3.0, step=0.05, label="θ* (the valley)",
+                              help="the valley: labels y = x theta_star^2")
+    theta0: float = param(0.5, 0.01, 3.0, step=0.01, label="θ₀ (init)",
+                          help="initial theta (Prop. 3 needs 0 < theta0 < theta_star)")
     steps: int = param(200, 10, 20000, step=10, help="number of steps")
-    n: int = param(20, 2, 1000, step=1, help="training inputs drawn uniformly from [a, b]")
+    n: int = param(20, 2, 1000, step=1, label="n (training inputs)", help="training inputs drawn uniformly from [a, b]")
     seed: int = param(0, 0, 10**6, step=1, help="seed of the training inputs and of SGD's sampling")
     algorithms: str = param("SGD + GD", choices=ALGORITHMS, help="which algorithms to run")
-    burn_in: int = param(1000, 10, 20000, step=10, help="bifurcation diagram: steps before recording")
+    burn_in: int = param(1000, 10, 20000, step=10, label="burn-in (bifurcation diagram)",
+                         help="bifurcation diagram: steps before recording")
 
     def check(self) -> None:
         if self.a >= self.b:

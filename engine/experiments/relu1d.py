@@ -20,7 +20,7 @@ from engine import claims
 from engine import relu_nets as rn
 from engine.config import Config, param
 from engine.experiments import Preset
-from engine.experiments.relu_runs import SEEDS_HELP, SeedData, check_seeds, train_runs, warmup_run_spec
+from engine.experiments.relu_runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
 from engine.sparsity import feature_sparsity, kinks
 from engine.torch_draws import TorchRandom
 
@@ -45,23 +45,29 @@ class Relu1DConfig(Config):
     run_type: ClassVar = RunSpec
 
     runs: tuple[RunSpec, ...] = (_run("warmup 2%", 0.02, 400, 2.5), _run("warmup 50%", 0.5, 400, 3.0))
-    width: int = param(100, 1, 1000, step=1, help="hidden ReLU units m")
-    w_init: float = param(2.5, 0.0, 20.0, step=0.1, help="first-layer weights: +-w_init (random sign)")
-    b_init: float = param(2.5, 0.0, 20.0, step=0.1, help="biases: b_init * N(0, 1)")
-    a_init: float = param(4.0, 0.0, 20.0, step=0.1, help="output weights: a_init * N(0, 1)")
+    width: int = param(100, 1, 1000, step=1, label="width m", help="hidden ReLU units m")
+    w_init: float = param(2.5, 0.0, 20.0, step=0.1, label="init scale of w",
+                          help="first-layer weights: +-w_init (random sign)")
+    b_init: float = param(2.5, 0.0, 20.0, step=0.1, label="init scale of b", help="biases: b_init * N(0, 1)")
+    a_init: float = param(4.0, 0.0, 20.0, step=0.1, label="init scale of a", help="output weights: a_init * N(0, 1)")
     steps: int = param(31623, 10, 1_000_000, step=1, help="SGD steps (10^4.5 + 1 in the paper)")
     seed: int = param(3, 0, 10**6, step=1, help="seed of the init, SGD's sampling and phi's fresh inputs")
-    seeds: int = param(1, 1, 20, step=1, help=SEEDS_HELP)
-    dtype: str = param("float32", choices=("float32", "float64"), help="training precision")
+    seeds: int = param(1, 1, 20, step=1, label="seeds (repeats)", help=SEEDS_HELP)
+    dtype: str = param("float32", choices=("float32", "float64"), label="precision", help="training precision")
     device: str = param("auto", choices=("auto", "cpu", "cuda"), help="where to train (auto: CPU, fastest here)")
-    checkpoints: int = param(200, 10, 2000, step=10, help="evenly spaced checkpoints after the first 100 steps")
-    corr_threshold: float = param(0.999, 0.5, 1.0, step=0.001, help="feature sparsity: correlation threshold c")
-    kink_tol: float = param(0.01, 0.0, 1.0, step=0.001, help="kinks closer than this (in x) count as one")
-    snapshots: int = param(60, 2, 1000, step=1, help="checkpoints at which the predictor curve is stored (first "
+    checkpoints: int = param(200, 10, 2000, step=10, label="metric checkpoints",
+                             help="evenly spaced checkpoints after the first 100 steps")
+    corr_threshold: float = param(0.999, 0.5, 1.0, step=0.001, label="correlation threshold c",
+                                  help="feature sparsity: correlation threshold c")
+    kink_tol: float = param(0.01, 0.0, 1.0, step=0.001, label="kink tolerance (in x)",
+                            help="kinks closer than this (in x) count as one")
+    snapshots: int = param(60, 2, 1000, step=1, label="predictor snapshots",
+                           help="checkpoints at which the predictor curve is stored (first "
                            "seed)")
 
     def check(self) -> None:
         check_seeds(self)
+        check_bounds(self)
 
 
 Config = Relu1DConfig
@@ -73,13 +79,16 @@ Config = Relu1DConfig
 # checkpoints=10 --set snapshots=2): over seeds 3-22, Fig. 4: both runs fit (train loss < 0.01) in 15 of 20, and
 # the 50% run ends with fewer kinks than the 2% run in 20 of 20 (5-17 vs 49-65); Fig. 9: the 50% run sticks
 # (> STUCK_LOSS) while the 2% run fits in 3 of 20 (seeds 10, 13, 22). Over seeds 3-26: 17 of 24 and 4 of 24.
+# So fig9 opens at seed 13, where claims.relu_over_regularized holds with a margin (2% run: 2e-9, 50% run: 0.26;
+# at seed 10 the 2% run ends at 0.0087, just under the 1e-2 bar): the paper's seed 3 fits.
 PRESETS = {
     "fig4": Preset(Relu1DConfig(), "warmup to 400 s over s = 2% vs 50%: the long large-step phase leaves few kinks "
                    "(fewer than the 2% run at 20 of seeds 3-22; both runs fit at 15 of 20)"),
-    "fig9": Preset(Relu1DConfig(runs=(_run("warmup 2%", 0.02, 500, 2.5), _run("warmup 50%", 0.5, 500, 3.0))),
-                   "warmup to 500 s: the 50% run can over-regularize and no longer fit, a chaotic outcome: it sticks "
-                   "above train loss 0.1 while the 2% run fits at 3 of seeds 3-22 (10, 13, 22), not at the "
-                   "paper's seed 3"),
+    "fig9": Preset(Relu1DConfig(runs=(_run("warmup 2%", 0.02, 500, 2.5), _run("warmup 50%", 0.5, 500, 3.0)),
+                                seed=13),
+                   "warmup to 500 s: the 50% run over-regularizes and no longer fits, a chaotic outcome shown at "
+                   "seed 13: it sticks above train loss 0.1 while the 2% run fits at 3 of seeds 3-22 (10, 13, 22), "
+                   "not at the paper's seed 3 (there both fit)"),
 }
 
 

@@ -10,15 +10,23 @@ normalized, <= 1000 random units) at the end of super-blocks 1-4, filters and di
 
 GPU path: data resident on the device as uint8 and augmented there, bf16 autocast, channels_last,
 optional torch.compile; the CPU path is the same code in float32. A run saves model, optimizer,
-RNG state and its history every epoch in `workdir`, and the same config resumes from there.
+RNG state and its history every epoch in `workdir` (tensors loaded with weights_only, the history as JSON, the
+last two epochs kept), and the same config resumes from the newest one that reads back intact.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import math
 import os
+import pickle
+import re
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -28,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from engine import cifar, schedules
-from engine.config import Config, param
+from engine.config import Config, check_runs, check_work, param
 from engine.experiments import Preset
-from engine.recording import Recorder
+from engine.recording import RUN_STATUSES, Recorder
 from engine.resnet import DEPTHS, ResNet, block_shapes, resnet
 from engine.sparsity import feature_sparsity
 
@@ -40,6 +48,9 @@ SETTINGS = {"plain": dict(momentum=0.0, weight_decay=0.0, augment=False),
             "sota": dict(momentum=0.9, weight_decay=5e-4, augment=True)}
 SPARSITY_THRESHOLD, SPARSITY_UNITS = 0.95, 1000
 FILTER_LAYERS = ("conv1", "layers.1.0.conv1")  # the stem and the first conv of super-block 2 (Fig. 12)
+MAX_RUNS = 8        # runs in one job's table
+MAX_WORK = 2_400    # epochs x runs x seeds of one job: Fig. 7/13 (100 x 4) at five seeds is 2,000
+CHECKPOINTS = True  # the job manager gives each job a work folder: a run saves its epochs there and resumes
 
 
 # ----------------------------------------------------------------------------- config
@@ -49,9 +60,11 @@ class RunSpec(Config):
     schedule: str = param("constant", choices=SCHEDULES,
                           help="constant; exp-warmup: lr 1.05^(100 t) until s, /10 until 0.9, /100; step: lr until s, "
                                "/10 until 0.9, /100")
-    lr: float = param(0.01, 1e-5, 10.0, step=0.001, log=True, help="step size (the start of the warmup for exp-warmup)")
-    at: float = param(1.0, 0.0, 1.0, step=0.05, help="warmup end / first decay, as a fraction s of training")
-    base: float = param(1.05, 1.0, 1.2, step=0.005, help="exp-warmup growth: lr * base^(100 t)")
+    lr: float = param(0.01, 1e-5, 10.0, step=0.001, log=True, label="step size η",
+                      help="step size (the start of the warmup for exp-warmup)")
+    at: float = param(1.0, 0.0, 1.0, step=0.05, label="decay time s",
+                      help="warmup end / first decay, as a fraction s of training")
+    base: float = param(1.05, 1.0, 1.2, step=0.005, label="warmup base", help="exp-warmup growth: lr * base^(100 t)")
     seed: int = param(0, 0, 10**6, step=1, help="seed of the init, the batch order and the augmentation")
 
 
@@ -65,19 +78,26 @@ def _runs(small: float, large: float, large_schedule: str) -> tuple[RunSpec, ...
 class ResNetConfig(Config):
     dataset: str = param("cifar10", choices=cifar.DATASETS, help="cifar10 | cifar100 (from the data folder) | digits "
                                                                  "(bundled with scikit-learn, offline)")
-    data_dir: str = param("", help="folder holding CIFAR, inside the data root ('' = the root itself)")
+    data_dir: str = param("", label="data folder",
+                          help="folder holding CIFAR, inside the data root ('' = the root itself)")
     model: str = param("resnet18", choices=tuple(DEPTHS), help="ResNet-18 [2,2,2,2] or ResNet-34 [3,4,6,3]")
-    width: int = param(64, 2, 128, step=2, help="channels of the stem and super-block 1 (doubling after)")
-    setting: str = param("plain", choices=tuple(SETTINGS), help="plain: no momentum, weight decay or augmentation; "
-                                                               "sota: momentum 0.9, wd 5e-4, crop + flip")
+    width: int = param(64, 2, 128, step=2, label="width (channels of super-block 1)",
+                       help="channels of the stem and super-block 1 (doubling after)")
+    setting: str = param("plain", choices=tuple(SETTINGS), label="setting",
+                         help="plain: no momentum, weight decay or augmentation; "
+                              "sota: momentum 0.9, wd 5e-4, crop + flip")
     epochs: int = param(100, 1, 400, step=1, help="epochs per run")
-    batch_size: int = param(256, 8, 2048, step=8, help="SGD batch size")
-    eval_every: int = param(200, 1, 100_000, step=10, help="iterations between metric checkpoints")
-    seeds: int = param(1, 1, 5, step=1, help="seeds per run (seed, seed+1, ...)")
-    sparsity_images: int = param(10_000, 64, 50_000, step=64, help="training images for feature sparsity")
-    train_eval_batches: int = param(4, 1, 64, step=1, help="batches for the train loss / error checkpoints")
+    batch_size: int = param(256, 8, 2048, step=8, label="batch size", help="SGD batch size")
+    eval_every: int = param(200, 1, 100_000, step=10, label="evaluate every (iterations)",
+                            help="iterations between metric checkpoints")
+    seeds: int = param(1, 1, 5, step=1, label="seeds (repeats)", help="seeds per run (seed, seed+1, ...)")
+    sparsity_images: int = param(10_000, 64, 50_000, step=64, label="images for feature sparsity",
+                                 help="training images for feature sparsity")
+    train_eval_batches: int = param(4, 1, 64, step=1, label="batches for the train loss",
+                                    help="batches for the train loss / error checkpoints")
     device: str = param("auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when present")
-    compile: bool = param(False, help="torch.compile the training forward (CUDA; slower start, faster steps)")
+    compile: bool = param(False, label="torch.compile",
+                          help="torch.compile the training forward (CUDA; slower start, faster steps)")
     runs: tuple[RunSpec, ...] = field(default=_runs(0.01, 0.75, "exp-warmup"))
 
     run_type: ClassVar = RunSpec
@@ -85,6 +105,8 @@ class ResNetConfig(Config):
     def check(self) -> None:
         if self.dataset == "digits" and self.batch_size > cifar.DIGITS_TRAIN:
             raise ValueError(f"batch_size={self.batch_size} is above the {cifar.DIGITS_TRAIN} training digits")
+        check_runs(self, MAX_RUNS)
+        check_work(MAX_WORK, epochs=self.epochs, runs=len(self.runs), seeds=self.seeds)
 
     @property
     def optim(self) -> dict:
@@ -118,6 +140,21 @@ PRESETS = {
 def lane(config: ResNetConfig) -> str:
     """Every ResNet job queues in the long lane (one at a time on the one GPU)."""
     return "long"
+
+
+def preflight(c: ResNetConfig) -> str | None:
+    """Why `c` cannot run here, before any work: its CIFAR data set is not on disk, or its data_dir lies outside
+    the data root (None when it can run; the digits always can)."""
+    if c.dataset == "digits" or cifar.available(c.dataset, c.data_dir):
+        return None
+    if c.data_dir:
+        try:
+            cifar.resolve_folder(c.data_dir)  # outside the data root, or a folder that does not exist: its message
+        except (ValueError, OSError, RuntimeError) as exc:
+            return str(exc)
+    where = f"data_dir={c.data_dir!r}" if c.data_dir else "the data root"
+    return (f"{cifar.LABELS[c.dataset]} is not on disk in {where}: download it (the ResNet page's button or "
+            f"`python -m engine.cifar {c.dataset}`), or choose the digits data set")
 
 
 def lr_schedule(spec: RunSpec, iterations: int) -> np.ndarray:
@@ -261,10 +298,108 @@ def _cpu(obj):
     return obj
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash mid-save leaves the previous epoch's file
+# Epoch E of run k is two files in the job's work folder: run{k}-e{E:04d}.pt holds only tensors (model, optimizer,
+# RNG state; read with weights_only=True) and run{k}-e{E:04d}.json the epoch, the history so far and the sha256 of
+# the .pt. The .json is written last, so it commits the pair. A finished run keeps only run{k}-done.json.
+KEEP_CHECKPOINTS = 2
+CHECKPOINT_FORMAT = 1
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file unique to this process and call: a crash leaves the old
+    file, and two processes saving the same checkpoint never write into each other's file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _epochs_saved(prefix: Path) -> list[int]:
+    """Epochs with a file of run `prefix` (e.g. work/run0) in its folder, oldest first."""
+    pattern = re.compile(rf"{re.escape(prefix.name)}-e(\d+)\.(?:pt|json)")
+    try:
+        names = [p.name for p in prefix.parent.iterdir()]
+    except OSError:
+        return []
+    return sorted({int(m.group(1)) for n in names if (m := pattern.fullmatch(n))})
+
+
+def write_checkpoint(prefix: Path, epoch: int, record: dict, tensors: dict | None) -> None:
+    """Save run `prefix` at `epoch`: its record (history, snapshots) as JSON and `tensors` (None: the run is
+    finished, only its record is kept) with weights_only-loadable torch.save; older epochs beyond the last
+    KEEP_CHECKPOINTS are deleted."""
+    meta = dict(format=CHECKPOINT_FORMAT, epoch=epoch, done=tensors is None, run=record)
+    if tensors is None:
+        _atomic_write(prefix.with_name(f"{prefix.name}-done.json"), json.dumps(meta).encode())
+        keep = set()
+    else:
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        blob = buffer.getvalue()
+        stem = prefix.with_name(f"{prefix.name}-e{epoch:04d}")
+        _atomic_write(stem.with_suffix(".pt"), blob)
+        meta["sha256"] = hashlib.sha256(blob).hexdigest()
+        _atomic_write(stem.with_suffix(".json"), json.dumps(meta).encode())
+        committed = [e for e in _epochs_saved(prefix) if prefix.with_name(f"{prefix.name}-e{e:04d}.json").exists()]
+        keep = set(committed[-KEEP_CHECKPOINTS:]) | {epoch}
+    for e in _epochs_saved(prefix):
+        if e not in keep:
+            for suffix in (".json", ".pt"):
+                prefix.with_name(f"{prefix.name}-e{e:04d}{suffix}").unlink(missing_ok=True)
+
+
+def _record_ok(run: object) -> bool:
+    """Whether a saved run record can be replayed into a recorder as it is (so a bad one changes nothing)."""
+    if not isinstance(run, dict) or run.get("status") not in RUN_STATUSES or not isinstance(run.get("message"), str):
+        return False
+    hist, snaps = run.get("history"), run.get("snapshots")
+    if not isinstance(hist, dict) or not isinstance(snaps, dict) or not isinstance(hist.get("step"), list):
+        return False
+    return None not in hist["step"] and all(
+        isinstance(col, list) and len(col) == len(hist["step"])
+        and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in col)
+        for col in hist.values())
+
+
+def read_checkpoint(json_path: Path) -> dict:
+    """One saved state: {epoch, done, run} and, for an unfinished run, {model, opt, gen}. Raises (ValueError,
+    OSError, pickle errors) when the files are damaged, do not match, or hold anything but tensors and data."""
+    meta = json.loads(json_path.read_text())
+    if not (isinstance(meta, dict) and meta.get("format") == CHECKPOINT_FORMAT and type(meta.get("epoch")) is int
+            and isinstance(meta.get("done"), bool) and _record_ok(meta.get("run"))):
+        raise ValueError("not a checkpoint record")
+    if meta["done"]:
+        return meta
+    blob = json_path.with_suffix(".pt").read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+        raise ValueError("the weights file is damaged (checksum mismatch)")
+    tensors = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    if not isinstance(tensors, dict) or not {"model", "opt", "gen"} <= set(tensors):
+        raise ValueError("the weights file lacks model, optimizer or RNG state")
+    return {**meta, **tensors}
+
+
+def saved_states(prefix: Path) -> Iterator[tuple[str, Callable[[], dict]]]:
+    """Run `prefix`'s saved states, newest first (its finished record, then epochs): (label, load), where load()
+    returns `read_checkpoint`'s state or raises."""
+    done = prefix.with_name(f"{prefix.name}-done.json")
+    if done.exists():
+        yield "the finished run's record", lambda: read_checkpoint(done)
+    for e in reversed(_epochs_saved(prefix)):
+        path = prefix.with_name(f"{prefix.name}-e{e:04d}.json")
+        yield f"epoch {e}", lambda path=path: read_checkpoint(path)
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason for a failed save or load (the first line of the error)."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return "it holds more than tensors and plain data: not loaded"
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+    return text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
 
 
 def _replay(rec: Recorder, run: int, saved: dict) -> None:
@@ -305,9 +440,12 @@ class Training:
         self.epoch = 0
         self.loss_buf = torch.zeros(max(c.eval_every, self.per_epoch) + 1, device=dev)
         self._writer: threading.Thread | None = None
+        self.warning: str | None = None  # why the last checkpoint could not be written, if it could not
 
     def restore(self, saved: dict) -> None:
-        """Continue from a saved epoch."""
+        """Continue from a saved epoch (raises, leaving the recorder untouched, when the state does not fit)."""
+        if not 0 <= saved["epoch"] <= self.c.epochs:
+            raise ValueError(f"epoch {saved['epoch']} is outside this run's {self.c.epochs} epochs")
         self.model.load_state_dict(saved["model"])
         self.opt.load_state_dict(saved["opt"])
         self.gen.set_state(saved["gen"])
@@ -315,19 +453,34 @@ class Training:
         _replay(self.rec, self.run, saved["run"])
 
     def save(self, done: bool = False) -> None:
-        """Write this run's state; the write of an epoch overlaps the next epoch's training."""
+        """Write this run's state; the write of an epoch overlaps the next epoch's training. A write that fails
+        (a full disk) becomes the run's `checkpoint_warning` snapshot, and training goes on."""
         if self.path is None:
             return
         record = self.rec.view()["runs"][self.run]
-        state = dict(epoch=self.epoch, run=record, done=done)
-        if not done:  # a finished run needs only its history: keep the cache small
-            state.update(_cpu(dict(model=self.model.state_dict(), opt=self.opt.state_dict(), gen=self.gen.get_state())))
-        if self._writer is not None:
-            self._writer.join()
-        self._writer = threading.Thread(target=_save, args=(self.path, state), daemon=True)
+        tensors = None  # a finished run needs only its history: keep the cache small
+        if not done:
+            tensors = _cpu(dict(model=self.model.state_dict(), opt=self.opt.state_dict(), gen=self.gen.get_state()))
+        self.flush()
+        self._writer = threading.Thread(target=self._write, args=(self.epoch, record, tensors), daemon=True)
         self._writer.start()
         if done:
+            self.flush()
+
+    def _write(self, epoch: int, record: dict, tensors: dict | None) -> None:
+        try:
+            write_checkpoint(self.path, epoch, record, tensors)
+        except Exception as exc:  # reported on the run, not as a thread traceback
+            what = "the finished run's record" if tensors is None else f"epoch {epoch}"
+            self.warning = (f"{what} could not be saved ({_why(exc)}): after a restart the run resumes from an "
+                            "earlier epoch or from scratch")
+            self.rec.snapshot(self.run, "checkpoint_warning", self.warning)
+
+    def flush(self) -> None:
+        """Wait for the checkpoint being written, if any."""
+        if self._writer is not None:
             self._writer.join()
+            self._writer = None
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         for group in self.opt.param_groups:
@@ -425,19 +578,47 @@ def _run_group(c: ResNetConfig, rec: Recorder, device: torch.device, work: Path 
         name = spec.name if c.seeds == 1 else f"{spec.name} (seed {seed})"
         idx = rec.add_run(name, seed=seed, spec=spec.to_dict())
         rec.snapshot(idx, "decay_steps", decay_steps(spec, per_run))
-        path = work / f"run{k}.pt" if work is not None else None
-        saved = torch.load(path, map_location="cpu", weights_only=False) if path and path.exists() else None
-        if saved is not None and saved["done"]:
-            _replay(rec, idx, saved["run"])
-            rec.finish_run(idx, saved["run"]["status"], saved["run"]["message"])
+        training = _resume(Training, (c, spec, seed, data, rec, idx, work / f"run{k}" if work is not None else None,
+                                      k * per_run, len(plan) * per_run))
+        if training is None:  # it had finished: its record is back in the recorder
             continue
-        training = Training(c, spec, seed, data, rec, idx, path, k * per_run, len(plan) * per_run)
-        if saved is not None:
-            training.restore(saved)
-            rec.snapshot(idx, "resumed_from_epoch", training.epoch)
-        status, message = training.train()
+        try:
+            status, message = training.train()
+        finally:
+            training.flush()  # a cancel returns once the epoch being saved is on disk
         rec.finish_run(idx, status, message)
         training.save(done=True)
     if work is not None:  # the whole group is done: its result goes to the store, a new run starts afresh
-        for k in range(len(plan)):
-            (work / f"run{k}.pt").unlink(missing_ok=True)
+        for leftover in work.glob("run*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _resume(make: Callable[..., Training], args: tuple) -> Training | None:
+    """A Training (`make(*args)`) continued from its newest saved state that reads back and fits; a damaged one
+    falls back to the one before, and when none does the run starts from scratch, with a `checkpoint_notice`.
+    None when the run had finished (its record is replayed into the recorder)."""
+    training = make(*args)
+    rec, idx, prefix = training.rec, training.run, training.path
+    problems = []
+    for label, load in saved_states(prefix) if prefix is not None else ():
+        try:
+            saved = load()
+            if not saved["done"]:
+                training.restore(saved)
+        except Exception as exc:  # damaged, truncated, planted or foreign: try the one before
+            problems.append(f"{label} ({_why(exc)})")
+            training = make(*args)
+            continue
+        if saved["done"]:
+            _replay(rec, idx, saved["run"])
+            rec.finish_run(idx, saved["run"]["status"], saved["run"]["message"])
+            return None
+        if problems:
+            rec.snapshot(idx, "checkpoint_notice", f"unreadable checkpoint skipped: {'; '.join(problems)}; resumed "
+                                                   f"from epoch {training.epoch}")
+        rec.snapshot(idx, "resumed_from_epoch", training.epoch)
+        return training
+    if problems:
+        rec.snapshot(idx, "checkpoint_notice", f"no saved epoch could be read ({'; '.join(problems)}): the run "
+                                               "restarted from scratch")
+    return training

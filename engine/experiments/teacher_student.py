@@ -21,13 +21,15 @@ import numpy as np
 
 from engine import exact
 from engine import relu_nets as rn
-from engine.config import Config, param
+from engine.config import Config, check_work, param
 from engine.experiments import Preset
-from engine.experiments.relu_runs import SEEDS_HELP, SeedData, check_seeds, train_runs, warmup_run_spec
+from engine.experiments.relu_runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
 from engine.sparsity import feature_sparsity
 from engine.torch_draws import TorchRandom
 
 TITLE = "Teacher-student ReLU nets: neurons align with the teacher (Fig. 5, 6, 11)"
+MAX_SNAPSHOT_VALUES = 2_000_000  # neuron coordinates stored per job (snapshots x runs x student_width x d): the
+                                 # presets store ~12,000; 2 million are ~60 MB in memory
 
 
 # ----------------------------------------------------------------------------- config
@@ -46,28 +48,42 @@ class TeacherStudentConfig(Config):
         RunSpec(name="large, decay at 30%", lr=0.455, at=0.3, decay=4.0),
         RunSpec(name="large, decay at 50%", lr=0.455, at=0.5, decay=5.0),
     )
-    depth: int = param(2, choices=(2, 3), help="2: one hidden layer, no biases; 3: two hidden layers with biases")
-    d: int = param(2, 1, 50, step=1, help="input dimension")
-    n: int = param(15, 2, 2000, step=1, help="training points")
-    n_test: int = param(1000, 10, 10000, step=10, help="test points")
-    teacher_width: int = param(3, 1, 50, step=1, help="teacher's hidden width (each hidden layer)")
-    student_width: int = param(20, 1, 200, step=1, help="student's hidden width (each hidden layer)")
-    teacher_scale: float = param(1.0, 0.01, 10.0, step=0.05, help="three-layer teacher: weights N(0,1) * scale")
-    init_scale: float = param(0.5, 0.0, 10.0, step=0.05, help="student hidden layers: weights N(0,1) * scale")
-    output_init: float = param(0.0, 0.0, 10.0, step=0.05, help="student output layer: weights N(0,1) * scale")
+    depth: int = param(2, choices=(2, 3), label="depth (layers)",
+                       help="2: one hidden layer, no biases; 3: two hidden layers with biases")
+    d: int = param(2, 1, 50, step=1, label="input dimension d", help="input dimension")
+    n: int = param(15, 2, 2000, step=1, label="training points n", help="training points")
+    n_test: int = param(1000, 10, 10000, step=10, label="test points", help="test points")
+    teacher_width: int = param(3, 1, 50, step=1, label="teacher width",
+                               help="teacher's hidden width (each hidden layer)")
+    student_width: int = param(20, 1, 200, step=1, label="student width m",
+                               help="student's hidden width (each hidden layer)")
+    teacher_scale: float = param(1.0, 0.01, 10.0, step=0.05, label="teacher weight scale",
+                                 help="three-layer teacher: weights N(0,1) * scale")
+    init_scale: float = param(0.5, 0.0, 10.0, step=0.05, label="student init scale",
+                              help="student hidden layers: weights N(0,1) * scale")
+    output_init: float = param(0.0, 0.0, 10.0, step=0.05, label="student output init scale",
+                               help="student output layer: weights N(0,1) * scale")
     steps: int = param(14126, 10, 1_000_000, step=1, help="SGD steps (10^4.15 + 1 in Fig. 5)")
     seed: int = param(0, 0, 10**6, step=1, help="seed of data, teacher, init, sampling and phi's fresh inputs")
-    seeds: int = param(1, 1, 20, step=1, help=SEEDS_HELP)
-    dtype: str = param("float32", choices=("float32", "float64"), help="training precision")
+    seeds: int = param(1, 1, 20, step=1, label="seeds (repeats)", help=SEEDS_HELP)
+    dtype: str = param("float32", choices=("float32", "float64"), label="precision", help="training precision")
     device: str = param("auto", choices=("auto", "cpu", "cuda"), help="where to train (auto: CPU, fastest here)")
-    checkpoints: int = param(200, 10, 2000, step=10, help="evenly spaced checkpoints after the first 100 steps")
-    corr_threshold: float = param(0.99, 0.5, 1.0, step=0.001, help="feature sparsity: correlation threshold c")
-    align_degrees: float = param(10.0, 0.5, 90.0, step=0.5, help="alignment: a neuron within this angle of a teacher")
-    min_norm: float = param(0.1, 0.0, 1.0, step=0.01, help="alignment counts neurons with norm >= this * largest")
-    snapshots: int = param(60, 2, 1000, step=1, help="checkpoints at which neuron positions are stored (first seed)")
+    checkpoints: int = param(200, 10, 2000, step=10, label="metric checkpoints",
+                             help="evenly spaced checkpoints after the first 100 steps")
+    corr_threshold: float = param(0.99, 0.5, 1.0, step=0.001, label="correlation threshold c",
+                                  help="feature sparsity: correlation threshold c")
+    align_degrees: float = param(10.0, 0.5, 90.0, step=0.5, label="alignment angle (°)",
+                                 help="alignment: a neuron within this angle of a teacher")
+    min_norm: float = param(0.1, 0.0, 1.0, step=0.01, label="alignment: smallest norm (share of the largest)",
+                            help="alignment counts neurons with norm >= this * largest")
+    snapshots: int = param(60, 2, 1000, step=1, label="neuron snapshots",
+                           help="checkpoints at which neuron positions are stored (first seed)")
 
     def check(self) -> None:
         check_seeds(self)
+        check_bounds(self)
+        check_work(MAX_SNAPSHOT_VALUES, snapshots=self.snapshots, runs=len(self.runs), student_width=self.student_width,
+                   d=self.d)
         for i, r in enumerate(self.runs):
             if r.batch_size > self.n:
                 raise ValueError(f"runs.{i}.batch_size={r.batch_size} is larger than the n={self.n} training points")
