@@ -10,7 +10,7 @@ take at most 4 s, 2.5 s and 4.5 s as whole processes (start-up and imports inclu
 
 The obvious way ("straightforward"), also run as a whole process (`python benchmarks/relu_figs.py
 --naive FIG`): torch nn.Modules trained one run at a time with autograd and torch.optim.SGD, one step
-per Python iteration; at each checkpoint phi built by one backward pass per input, one
+per Python iteration; at each checkpoint phi built in one batched torch.func call (vmap of jacrev), one
 np.linalg.svd per checkpoint, and the feature sparsity by np.corrcoef and deleting correlated
 columns one at a time (the authors' notebook style, with EXPERIMENTS.md's keep-the-first rule);
 one torch and one BLAS thread.
@@ -81,8 +81,7 @@ def naive(fig: str) -> dict:
         x, y = relu1d.data()
         x, x_test, y_test = x[:, None], None, None
         layout, init = rn.layout_1d(c.width), relu1d.init_params(c)
-        # phi's inputs as relu1d.run draws them (it has no helper of its own for them)
-        fresh = np.random.default_rng([c.seed, 2]).uniform(x.min(), x.max(), layout.size)[:, None]
+        fresh = relu1d.fresh_inputs(c.seed, x[:, 0], layout.size)[:, None]  # phi's inputs, as relu1d.run draws them
     else:
         p = ts.problem(c)                         # data, teacher labels, init and phi's inputs (first p test inputs)
         x, y, x_test, y_test, fresh = p["x"], p["y"], p["x_test"], p["y_test"], p["fresh"]
@@ -115,13 +114,19 @@ def naive(fig: str) -> dict:
                 i += 1
         return (phi[:, keep] != 0).sum() / phi.size
 
+    fresh_t = torch.tensor(fresh, dtype=torch.float32)
+
     def rank(model: torch.nn.Module) -> int:
-        rows = []
-        for xi in torch.tensor(fresh, dtype=torch.float32):
-            model.zero_grad()
-            model(xi[None]).sum().backward()
-            rows.append(torch.cat([q.grad.flatten() for q in model.parameters()]).numpy().copy())
-        s = np.linalg.svd(np.stack(rows), compute_uv=False)
+        """phi in one batched call (torch.func: vmap over the inputs of jacrev w.r.t. every parameter), then
+        one SVD: the fair way to do it in torch, not one backward pass per input."""
+        params = {k: v.detach() for k, v in model.named_parameters()}
+
+        def output(p: dict, xi: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(model, p, (xi[None],))[0, 0]
+
+        jac = torch.func.vmap(torch.func.jacrev(output), in_dims=(None, 0))(params, fresh_t)
+        phi = torch.cat([jac[k].reshape(len(fresh_t), -1) for k in params], dim=1).numpy()
+        s = np.linalg.svd(phi, compute_uv=False)
         return int((s / s[0] > 1e-4).sum())
 
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
