@@ -43,15 +43,19 @@ def zoom_window(c: bouncing.Config) -> tuple[float, float]:
 
 
 def eta_zoom(c: bouncing.Config) -> None:
-    """A slider over the window around the interval, tied to the sidebar's η: moving it sets η (a callback writes
-    the number box's session state before the next run draws it)."""
+    """A slider over the window around the interval, tied to the sidebar's η: moving it sets η."""
+    key, zoom = f"{PREFIX}eta", f"{PREFIX}eta_zoom"
+
+    def to_eta() -> None:
+        # A callback runs before the next script run, so it may set the number box's state (drawn later in that
+        # run); the box, bound to the URL, then writes the new η into the link.
+        st.session_state[key] = st.session_state[zoom]
+
     z_lo, z_hi = zoom_window(c)
-    st.session_state[f"{PREFIX}eta_zoom"] = min(max(c.eta, z_lo), z_hi)  # follows the number box
-    st.slider("Zoom on the Prop. 3 interval: step size η", z_lo, z_hi, step=0.0001, format="%.4f",
-              key=f"{PREFIX}eta_zoom", on_change=lambda: st.session_state.update(
-                  {f"{PREFIX}eta": st.session_state[f"{PREFIX}eta_zoom"]}),
-              help="The same η as the sidebar's number box, on a scale where the interval is wide; type any η "
-                   "(to full precision) in the sidebar.")
+    st.session_state[zoom] = min(max(c.eta, z_lo), z_hi)  # follows the number box
+    st.slider("Zoom on the Prop. 3 interval: step size η", z_lo, z_hi, step=0.0001, format="%.4f", key=zoom,
+              on_change=to_eta, help="The same η as the sidebar's number box, on a scale where the interval is "
+                                     "wide; type any η (to full precision) in the sidebar.")
     if not z_lo <= c.eta <= z_hi:
         st.caption(f"η = {c.eta:.10g} is outside this window.")
 

@@ -174,7 +174,7 @@ def test_a_blow_up_ends_the_run_diverged_and_keeps_its_history() -> None:
 def test_each_seed_of_a_multi_seed_job_is_that_seeds_own_job() -> None:
     """seeds=3 trains seed, seed+1, seed+2 as rows of one loop: each (run, seed) records exactly what the job with
     that seed alone records (names apart), and only the first seed stores predictor snapshots."""
-    multi = run_preset("fig9", steps=1500, checkpoints=10, snapshots=3, seeds=3)
+    multi = run_preset("fig9", steps=1500, checkpoints=10, snapshots=3, seed=3, seeds=3)
     assert [(r["name"], r["label"], r["seed"]) for r in multi["runs"]] == [
         (f"{name} [seed {s}]", name, s) for name in ("warmup 2%", "warmup 50%") for s in (3, 4, 5)]
     for s in (3, 4, 5):

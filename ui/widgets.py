@@ -47,9 +47,11 @@ def config_widgets(config: Config, names: list[str], prefix: str, columns: int =
     values = {}
     for k, name in enumerate(names):
         with cols[k % len(cols)]:
-            requested = st.query_params.get(f"{prefix}{name}")
-            values[name] = field_widget(infos[name], getattr(config, name), f"{prefix}{name}", name in sliders)
-            url_notice(f"{prefix}{name}", requested, values[name])
+            key = f"{prefix}{name}"
+            first = key not in st.session_state  # a link's value is only checked when it seeds the widget
+            requested = st.query_params.get(key) if first else None
+            values[name] = field_widget(infos[name], getattr(config, name), key, name in sliders)
+            url_notice(key, requested, values[name])
     return values
 
 
@@ -71,7 +73,7 @@ def preset_picker(presets: dict, key: str, prefix: str, fields: list[str], runs_
             st.session_state.pop(f"{runs_key}_rows", None)
             st.query_params.pop(runs_key, None)
 
-    requested = st.query_params.get(key)
+    requested = st.query_params.get(key) if key not in st.session_state else None
     name = st.selectbox("Preset", list(presets), key=key, bind="query-params", on_change=reset)
     url_notice(key, requested, name)
     st.caption(presets[name].description)

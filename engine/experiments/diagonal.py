@@ -41,7 +41,8 @@ MAX_WORK = 40_000_000      # steps x runs x seeds of one job: Fig. 2/8 at 20 see
 class DiagonalRun(Config):
     name: str = param("run", help="name of the run (legend)")
     algorithm: str = param("SGD", choices=ALGORITHMS, help="SGD (mini-batch), GD (full batch) or SDE (Eq. 8)")
-    lr: float = param(0.25, 1e-5, 100.0, step=0.001, log=True, help="step size eta (SDE: time step dt = eta)")
+    lr: float = param(0.25, 1e-5, 100.0, step=0.001, log=True, label="step size η",
+                      help="step size eta (SDE: time step dt = eta)")
     decay_at: float = param(1.0, 0.0, 1.0, step=0.05, help="fraction of training at which eta is divided "
                             "by decay_factor (1 = no decay)")
     decay_factor: float = param(1.0, 1.0, 1000.0, step=0.1, help="eta is divided by this at decay_at")

@@ -33,13 +33,14 @@ def warmup_run_spec(lrs: tuple[float, float, float, float], max_factor: float, m
         """One SGD schedule: warmup lr -> lr * factor over the first `at` of training, then / decay."""
 
         name: str = param("run", help="run name")
-        lr: float = param(lrs[0], lrs[1], lrs[2], step=lrs[3], help="base step size", log=True)
-        warmup_factor: float = param(default_factor, 1.0, max_factor, step=0.5,
+        lr: float = param(lrs[0], lrs[1], lrs[2], step=lrs[3], help="base step size η₀", log=True, label="η₀")
+        warmup_factor: float = param(default_factor, 1.0, max_factor, step=0.5, label="warmup factor W",
                                      help="warmup to lr * factor (1 = no warmup)")
-        warmup_exponent: float = param(1.0, 0.1, 4.0, step=0.1, help="warmup exponent e: lr (1 + (W-1)(i/N)^e)")
-        at: float = param(default_at, 0.0, 1.0, step=0.01,
+        warmup_exponent: float = param(1.0, 0.1, 4.0, step=0.1, label="exponent e",
+                                       help="warmup exponent e: η₀ (1 + (W-1)(i/N)^e)")
+        at: float = param(default_at, 0.0, 1.0, step=0.01, label="phase length s",
                           help="warmup/decay time, as a fraction of training (1 = never)")
-        decay: float = param(default_decay, 1.0, 100.0, step=0.1,
+        decay: float = param(default_decay, 1.0, 100.0, step=0.1, label="decay factor",
                              help="step size divided by this at the end of the warmup")
         batch_size: int = param(1, 1, max_batch, step=1, help="SGD batch size (without replacement within a batch)")
 
