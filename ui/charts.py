@@ -27,8 +27,10 @@ def run_order(view: dict) -> list[str]:
 def color(labels: list[str], field: str = "label", legend: bool = True, points: bool = False) -> alt.Color:
     """One color per run label, in the order of the runs: every chart of a page that passes the same `labels`
     gives a run the same color (`field`: the column holding the label; `points`: legend symbols for dots)."""
-    symbols = (alt.Legend(symbolType="circle", symbolOpacity=1) if points
-               else alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1))
+    # below the plot, two columns: long run names no longer squeeze a half-width chart
+    place = dict(orient="bottom", columns=2, labelLimit=260)
+    symbols = (alt.Legend(symbolType="circle", symbolOpacity=1, **place) if points
+               else alt.Legend(symbolType="stroke", symbolStrokeWidth=3, symbolOpacity=1, **place))
     return alt.Color(f"{field}:N", title=None, sort=labels, scale=alt.Scale(domain=labels, scheme="tableau10"),
                      legend=symbols if legend else None)
 
@@ -56,7 +58,7 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_chart(long: pd.DataFrame, metric: str, title: str, labels: list[str], log: bool = False,
-                 rules: pd.DataFrame | None = None, height: int = 260, x_title: str = "iteration",
+                 rules: pd.DataFrame | None = None, height: int = 300, x_title: str = "iteration",
                  y_title: str | None = None, legend: bool = True) -> alt.Chart:
     """One metric over steps, one line per run label (median over seeds with a band when several).
     `rules`: DataFrame(label, step) of vertical marks (e.g. step-size decays); `legend`: False for a small panel

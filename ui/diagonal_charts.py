@@ -36,7 +36,8 @@ def beta_chart(view: dict, seed: int) -> alt.Chart | None:
     target = alt.Chart(truth).mark_line(strokeDash=[4, 3], color="black").encode(
         x=x, y=y, tooltip=[alt.Tooltip("rank:Q"), alt.Tooltip("size:Q", title="|β*_i|", format=".3g")])
     return alt.layer(target, lines).properties(
-        title=f"Final |β| = |u ⊙ v| sorted, against β* (dashed), seed {seed}; values below 1e-12 drawn at 1e-12",
+        title=alt.Title(f"Final |β| = |u ⊙ v|, sorted, against β* (dashed), seed {seed}",
+                        subtitle="values below 1e-12 drawn at 1e-12"),
         height=280)
 
 
