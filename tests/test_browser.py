@@ -118,19 +118,33 @@ def test_toy_page_trains_on_open_and_draws_its_charts(app_url, browser):
     page.close()
 
 
-def test_diagonal_page_runs_a_small_preset_live(app_url, browser):
-    # a small version of fig2 through the URL (settings are bound to query parameters)
-    page = open_page(browser, f"{app_url}/diagonal?diag_steps=20001")
+def chart_texts(page) -> str:
+    """Every text drawn in the page's charts (titles, axis titles, legends)."""
+    return " ".join(page.locator(".vega-embed svg text").all_text_contents())
+
+
+def test_diagonal_page_runs_fig2_and_checks_the_papers_claims(app_url, browser):
+    page = open_page(browser, f"{app_url}/diagonal")
     page.get_by_role("button", name="Run", exact=True).click()
     page.locator(".vega-embed").first.wait_for(timeout=60000)
-    page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
+    page.get_by_text("Expected (paper) vs obtained", exact=False).first.wait_for(timeout=120000)
+    assert page.get_by_text("✓", exact=False).count() >= 6 and page.get_by_text("✗", exact=False).count() == 0
     page.get_by_text("Final values").wait_for(timeout=30000)
-    page.locator(".vega-embed").nth(4).wait_for(timeout=30000)  # 4 live charts + final beta
+    page.locator(".vega-embed").nth(4).wait_for(timeout=30000)  # 4 live charts + the final |β|
+    texts = chart_texts(page)
+    assert "‖u ⊙ v‖₀" in texts and "rank φ(X)" in texts and "l0_norm" not in texts and "ntk_rank" not in texts
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "diagonal.png"), full_page=True)
+    page.close()
+
+
+def test_a_small_run_keeps_its_url_settings_through_the_run(app_url, browser):
+    page = open_page(browser, f"{app_url}/diagonal?diag_steps=20001")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_text("Final values").wait_for(timeout=120000)
     # the settings survive the reruns of a run (a widget re-created with other arguments would reset)
     steps = page.locator("[data-testid='stSidebar'] input[type='number']").nth(4)
     assert steps.input_value() == "20001"
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "diagonal.png"), full_page=True)
     page.close()
 
 
@@ -142,6 +156,8 @@ def test_relu_pages_run_and_draw_the_predictor_or_the_neuron_scatter(app_url, br
     page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
     page.get_by_text("Drawn checkpoint", exact=False).first.wait_for(timeout=30000)
     page.locator(".vega-embed").nth(4).wait_for(timeout=30000)
+    texts = chart_texts(page)
+    assert "feature sparsity" in texts and "rank φ(X)" in texts and "ntk_rank" not in texts
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     page.close()
@@ -154,6 +170,24 @@ def test_resnet_page_opens_on_the_cpu_demo_without_a_gpu_or_cifar(app_url, brows
     assert page.get_by_text("cpu-demo", exact=False).count() >= 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "resnet.png"), full_page=True)
+    page.close()
+
+
+def test_cifar_can_be_downloaded_from_a_fresh_checkout(app_url, browser):
+    """No data folder yet: the page says CIFAR-10 is missing and offers the download button."""
+    page = open_page(browser, f"{app_url}/resnet?resnet_dataset=cifar10")
+    page.get_by_role("button", name="Download CIFAR-10").wait_for(timeout=60000)
+    page.close()
+
+
+def test_the_overview_links_every_page(app_url, browser):
+    page = open_page(browser, f"{app_url}/")
+    page.get_by_text("SGD with large step sizes learns sparse features").first.wait_for(timeout=60000)
+    main = page.locator("[data-testid='stMain']")
+    for title in ("Toy model", "Diagonal linear nets", "ReLU net in 1D", "Teacher-student", "ResNets", "Sweeps"):
+        main.get_by_role("link", name=title).first.wait_for(timeout=30000)
+    main.get_by_role("link").filter(has_text="Diagonal linear nets").first.click()
+    page.get_by_text("Diagonal linear networks").first.wait_for(timeout=60000)
     page.close()
 
 
