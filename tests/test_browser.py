@@ -148,16 +148,17 @@ def test_a_small_run_keeps_its_url_settings_through_the_run(app_url, browser):
     page.close()
 
 
-@pytest.mark.parametrize("path, shot", [("relu_1d?relu_steps=3001", "relu_1d.png"),
-                                         ("teacher_student?ts_steps=3001&ts_seed=4", "teacher_student.png")])
-def test_relu_pages_run_and_draw_the_predictor_or_the_neuron_scatter(app_url, browser, path, shot):
+@pytest.mark.parametrize("path, shot, labels", [
+    ("relu_1d?relu_steps=3001", "relu_1d.png", ("feature sparsity", "rank φ(X)")),
+    ("teacher_student?ts_steps=3001&ts_seed=4", "teacher_student.png", ("w₁", "w₂", "rank φ(X)"))])
+def test_relu_pages_run_and_draw_the_predictor_or_the_neuron_scatter(app_url, browser, path, shot, labels):
     page = open_page(browser, f"{app_url}/{path}")
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
     page.get_by_text("Drawn checkpoint", exact=False).first.wait_for(timeout=30000)
     page.locator(".vega-embed").nth(4).wait_for(timeout=30000)
     texts = chart_texts(page)
-    assert "feature sparsity" in texts and "rank φ(X)" in texts and "ntk_rank" not in texts
+    assert all(label in texts for label in labels) and "ntk_rank" not in texts, texts
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     page.close()

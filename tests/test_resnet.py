@@ -1,11 +1,14 @@
 """ResNet experiment (EXPERIMENTS section 5): model shapes, schedules, data loading, and a small CPU run
-that trains, records every metric, is cached, cancels cleanly and resumes from its saved epoch.
+that trains, records every metric, is cached, cancels cleanly and resumes from its saved epoch; the GPU path's
+settings (bf16, channels_last, torch.compile, fused SGD) each train a CPU epoch like float32.
 
-About 40 s on the busy 2-core dev machine (most of it the small training jobs).
+About 60 s on the busy 2-core dev machine (most of it the small training jobs), ~90 s when torch.compile's cache
+is cold.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -519,3 +522,123 @@ def test_preflight_names_missing_data_or_device_before_any_work(tmp_path, monkey
     assert experiments.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cpu")) is None
     cuda = experiments.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cuda"))
     assert (cuda is None) == torch.cuda.is_available()
+
+
+# ----------------------------------------------------------------------------- the GPU path, run on the CPU
+# A GPU run differs from a CPU run in four settings (bf16 autocast, channels_last, fused SGD, torch.compile); each
+# runs on the CPU too, so a cpu-demo-shaped epoch with each on is compared here with the float32 path, and on a
+# GPU only the device differs (benchmarks/gpu_check.py compares the devices there).
+#
+# Tolerances, from the arithmetic. bf16 keeps 8 significant bits: one rounding is off by up to u = 2^-9 ~ 0.2%
+# ("~3 digits"). Autocast rounds the inputs of the ~18 convs in series before the logits, so a logit is off by
+# ~sqrt(18) u ~ 0.8% when the errors have random signs (18 u ~ 3.5% if all added up), and 21 SGD steps at the
+# cpu-demo's small step (0.01) carry that along with little growth: 2% on each checkpoint's loss. The float32
+# settings only sum in another order: u = 6e-8, but BatchNorm's sums over N*H*W = 16,384 values that cancel
+# can differ by up to n u ~ 1e-3 (some BN gradients with channels_last on the CPU differ from float64 by 1e-2),
+# and the steps carry it: 1%. At step 0 (same weights, one forward) the bounds are one bf16 rounding (2^-9) and
+# a few float32 ulps (1e-5). Measured on the 2-core dev machine: at most 0.34% (bf16), 0.51% (channels_last),
+# 0.25% (compile), 0 (fused SGD: the same update). The distance from init (the mean over layers of
+# ||W - W0|| / ||W0||) must agree within 10% (measured <= 3.5%): a setting that did not train would be 100% off.
+BF16_TOL, FLOAT32_TOL, DISTANCE_TOL = 2e-2, 1e-2, 0.1
+
+
+@functools.cache
+def _epoch(width: int, **setting) -> dict:
+    """One epoch on the digits (21 steps of 64 at the cpu-demo's small step 0.01, checkpoints at 0, 7, 14, 21)."""
+    c = R.PRESETS["cpu-demo"].config.replace(width=width, epochs=1, eval_every=7, sparsity_images=256,
+                                             train_eval_batches=2, device="cpu",
+                                             runs=(R.RunSpec("small", "constant", 0.01),), **setting)
+    rec = Recorder("resnet", c.to_dict())
+    R.run(c, rec, None)
+    return rec.view()
+
+
+def _mean_distance(run: dict) -> float:
+    return float(np.mean(list(run["snapshots"]["distance_from_init"][-1]["value"].values())))
+
+
+# channels_last and compile need width >= 16 on a CPU (R.CPU_MIN_WIDTH); bf16 is slow there without native bf16
+# (2x float32's time at width 4, 5x at 8, 10x at 16), so it trains at width 4. torch.compile's first build of the
+# forward and backward takes ~35 s on the dev machine (seconds once inductor's disk cache holds it).
+@pytest.mark.parametrize("setting, width, tol, step0_tol", [
+    (dict(precision="bf16"), 4, BF16_TOL, 2**-9),
+    (dict(memory_format="channels_last"), 16, FLOAT32_TOL, 1e-5),
+    (dict(compile=True), 16, FLOAT32_TOL, 1e-5),
+    (dict(fused_sgd="on"), 4, FLOAT32_TOL, 1e-5),
+], ids=["bf16", "channels_last", "compile", "fused_sgd"])
+def test_each_gpu_setting_trains_a_cpu_epoch_like_float32(setting, width, tol, step0_tol):
+    ref, got = _epoch(width), _epoch(width, **setting)
+    assert ref["extras"]["setup"]["precision"] == "float32" and not ref["extras"]["setup"]["channels_last"]
+    name, value = next(iter(setting.items()))
+    expected = {"precision": "bf16", "memory_format": True, "compile": True, "fused_sgd": True}[name]
+    key = "channels_last" if name == "memory_format" else name
+    assert got["extras"]["setup"][key] == expected  # the setting was in effect
+    (r0,), (r1,) = ref["runs"], got["runs"]
+    assert r1["status"] == "done" and r1["message"] == ""
+    assert set(r1["history"]) == set(r0["history"]) and set(r1["snapshots"]) == set(r0["snapshots"])
+    assert r1["history"]["step"] == r0["history"]["step"] == [0, 7, 14, 21]
+    for col, values in r1["history"].items():
+        assert all(v is None or math.isfinite(v) for v in values), col
+        assert None not in values[1:], col  # images/s is missing at step 0 only
+    for metric in ("train_loss", "test_loss"):
+        a, b = np.array(r0["history"][metric]), np.array(r1["history"][metric])
+        rel = np.abs(b - a) / a
+        assert rel[0] <= step0_tol, (metric, rel)
+        assert rel.max() <= tol, (metric, rel)
+    d0, d1 = _mean_distance(r0), _mean_distance(r1)
+    assert d0 > 0 and abs(d1 - d0) <= DISTANCE_TOL * d0
+
+
+def test_auto_is_the_gpu_path_on_cuda_and_float32_on_the_cpu():
+    c, cpu, cuda = R.PRESETS["fig7-plain"].config, torch.device("cpu"), torch.device("cuda")
+    assert (c.precision, c.memory_format, c.fused_sgd, c.compile) == ("auto", "auto", "auto", False)
+    assert R.fast_path(c, cuda) == dict(precision="bf16", channels_last=True, fused_sgd=True, compile=False)
+    assert R.fast_path(c, cpu) == dict(precision="float32", channels_last=False, fused_sgd=False, compile=False)
+    chosen = c.replace(precision="float32", memory_format="contiguous", fused_sgd="off", compile=True)
+    assert R.fast_path(chosen, cuda) == R.fast_path(chosen, cpu) == dict(precision="float32", channels_last=False,
+                                                                         fused_sgd=False, compile=True)
+    demo = R.PRESETS["cpu-demo"].config.replace(precision="bf16", memory_format="channels_last", fused_sgd="on")
+    assert R.fast_path(demo, cpu) == dict(precision="bf16", channels_last=True, fused_sgd=True, compile=False)
+    data = R.DeviceData(cifar.load("digits"), cpu, demo)
+    rec = Recorder("resnet", demo.to_dict())
+    training = R.Training(demo, demo.runs[0], 0, data, rec, rec.add_run("r"), None, 0, 1)
+    assert training.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert training.opt.defaults["fused"] is True
+    with R._autocast(data):
+        assert training.model(data.inputs(data.train_x[:2])).dtype == torch.bfloat16
+
+
+def test_channels_last_or_compile_below_width_16_on_a_cpu_is_refused_before_any_work():
+    # oneDNN's 1x1 stride-2 weight gradient in channels_last corrupts the heap below 8 input channels on this AVX2
+    # machine (16 with AVX-512): a refusal, never a crash.
+    from engine import experiments
+
+    c = tiny(width=8, device="cpu")
+    for setting in (dict(memory_format="channels_last"), dict(compile=True)):
+        problem = experiments.preflight("resnet", c.replace(**setting))
+        assert problem.startswith(f"{next(iter(setting))}=") and "needs width >= 16 on a CPU (width=8)" in problem
+        with pytest.raises(ValueError, match="needs width >= 16 on a CPU"):
+            R.run(c.replace(**setting), Recorder("resnet", {}), None)
+    assert experiments.preflight("resnet", c.replace(width=16, memory_format="channels_last")) is None
+    assert experiments.preflight("resnet", c.replace(precision="bf16", fused_sgd="on")) is None
+
+
+def test_the_gpu_check_script_runs_on_the_cpu_in_smoke_mode(tmp_path):
+    # benchmarks/gpu_check.py is prepared for a GPU machine; --cpu-smoke runs each of its parts at toy sizes here.
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gpu_check.py"), "--cpu-smoke",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["mode"].startswith("CPU smoke run")
+    assert set(result) >= {"agreement", "throughput_images_per_s", "metrics", "fig7_plain_epoch"}
+    assert 0 <= result["agreement"]["max_rel"]["cpu_gpu_path vs cpu_float32"] <= BF16_TOL
+    speed = result["throughput_images_per_s"]
+    assert speed["engine"]["median"] > 0 and speed["plain"]["median"] > 0
+    assert 0 < result["metrics"]["share"] < 1
+    assert result["fig7_plain_epoch"]["status"] == "done" and "CIFAR-10's shape" in result["fig7_plain_epoch"]["data"]
+    assert "one fig7-plain epoch" in done.stdout

@@ -8,10 +8,14 @@ has momentum 0.9, weight decay 5e-4, random crop (pad 4) and horizontal flip. Ev
 iterations: train loss/error on a few batches, test error, feature sparsity (c = 0.95, rows not
 normalized, <= 1000 random units) at the end of super-blocks 1-4, filters and distance from init.
 
-GPU path: data resident on the device as uint8 and augmented there, bf16 autocast, channels_last,
-optional torch.compile; the CPU path is the same code in float32. A run saves model, optimizer,
-RNG state and its history every epoch in `workdir` (tensors loaded with weights_only, the history as JSON, the
-last two epochs kept), and the same config resumes from the newest one that reads back intact.
+Data stay resident on the device as uint8 and are augmented there. The GPU path is four settings that
+run on a CPU too (tests/test_resnet.py trains a CPU epoch with each): `precision` bf16 (autocast of
+the forward; weights, optimizer and loss in float32), `memory_format` channels_last, `fused_sgd`,
+and `compile` (torch.compile). Their "auto" is bf16 + channels_last + fused on CUDA and plain
+float32 on a CPU, so a preset gives today's numbers on each device and a GPU differs only in the device.
+A run saves model, optimizer, RNG state and its history every epoch in `workdir` (tensors loaded with
+weights_only, the history as JSON, the last two epochs kept), and the same config resumes from the newest
+one that reads back intact.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ SCHEDULES = ("constant", "exp-warmup", "step")
 SETTINGS = {"plain": dict(momentum=0.0, weight_decay=0.0, augment=False),
             "sota": dict(momentum=0.9, weight_decay=5e-4, augment=True)}
 SPARSITY_THRESHOLD, SPARSITY_UNITS = 0.95, 1000
+PRECISIONS, MEMORY_FORMATS, SWITCH = ("auto", "float32", "bf16"), ("auto", "contiguous", "channels_last"), \
+    ("auto", "on", "off")
+CPU_MIN_WIDTH = 16  # channels_last or torch.compile on a CPU: see fast_path
 FILTER_LAYERS = ("conv1", "layers.1.0.conv1")  # the stem and the first conv of super-block 2 (Fig. 12)
 MAX_RUNS = 8        # runs in one job's table
 MAX_WORK = 2_400    # epochs x runs x seeds of one job: Fig. 7/13 (100 x 4) at five seeds is 2,000
@@ -96,8 +103,17 @@ class ResNetConfig(Config):
     train_eval_batches: int = param(4, 1, 64, step=1, label="batches for the train loss",
                                     help="batches for the train loss / error checkpoints")
     device: str = param("auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when present")
+    precision: str = param("auto", choices=PRECISIONS, label="precision",
+                           help="bf16: autocast the forward to bfloat16 (weights, optimizer and loss stay float32); "
+                                "auto = bf16 on CUDA, float32 on a CPU")
+    memory_format: str = param("auto", choices=MEMORY_FORMATS, label="memory format",
+                               help="layout of the images and conv weights; auto = channels_last on CUDA, "
+                                    "contiguous on a CPU")
+    fused_sgd: str = param("auto", choices=SWITCH, label="fused SGD",
+                           help="the SGD update as one fused kernel; auto = on with CUDA, off on a CPU")
     compile: bool = param(False, label="torch.compile",
-                          help="torch.compile the training forward (CUDA; slower start, faster steps)")
+                          help="torch.compile the training forward (inductor: on a CPU it needs a C compiler); "
+                               "slower start, faster steps")
     runs: tuple[RunSpec, ...] = field(default=_runs(0.01, 0.75, "exp-warmup"))
 
     run_type: ClassVar = RunSpec
@@ -144,7 +160,12 @@ def lane(config: ResNetConfig) -> str:
 
 def preflight(c: ResNetConfig) -> str | None:
     """Why `c` cannot run here, before any work: its CIFAR data set is not on disk, or its data_dir lies outside
-    the data root (None when it can run; the digits always can)."""
+    the data root, or it asks the CPU for channels_last or compile at a width where they crash (None when it can
+    run)."""
+    try:
+        fast_path(c, torch.device("cuda" if c.device != "cpu" and torch.cuda.is_available() else "cpu"))
+    except ValueError as exc:
+        return str(exc)
     if c.dataset == "digits" or cifar.available(c.dataset, c.data_dir):
         return None
     if c.data_dir:
@@ -173,6 +194,28 @@ def decay_steps(spec: RunSpec, iterations: int) -> list[int]:
                                                            int(math.ceil(0.9 * iterations))})
 
 
+def fast_path(c: ResNetConfig, device: torch.device) -> dict:
+    """What the run does on `device`: precision ("float32" | "bf16"), channels_last, fused_sgd, compile. "auto"
+    resolves to the GPU path (bf16, channels_last, fused) on CUDA and to float32, contiguous, for-loop SGD on
+    a CPU; an explicit choice is honoured on both."""
+    cuda = device.type == "cuda"
+    path = dict(precision=("bf16" if cuda else "float32") if c.precision == "auto" else c.precision,
+                channels_last=cuda if c.memory_format == "auto" else c.memory_format == "channels_last",
+                fused_sgd=cuda if c.fused_sgd == "auto" else c.fused_sgd == "on",
+                compile=c.compile)
+    # oneDNN 3.x (torch's CPU convolutions) writes out of bounds in the weight gradient of a 1x1 stride-2 conv in
+    # channels_last with fewer input channels than its block, 8 with AVX2 and 16 with AVX-512 (oneDNN issue 6035:
+    # heap corruption or wrong gradients). The shortcut convs have `width` input channels, and torch.compile lays
+    # convolutions out channels_last too: refused here, before any work.
+    if not cuda and c.width < CPU_MIN_WIDTH and (path["channels_last"] or c.compile):
+        what = "memory_format=channels_last" if path["channels_last"] else "compile=true"
+        raise ValueError(f"{what} needs width >= {CPU_MIN_WIDTH} on a CPU (width={c.width}): torch's CPU "
+                         "convolutions (oneDNN) corrupt memory in the weight gradient of a 1x1 stride-2 conv laid out "
+                         "channels_last with fewer input channels (oneDNN issue 6035); use a larger width or "
+                         "memory_format=contiguous without compile")
+    return path
+
+
 def pick_device(name: str) -> torch.device:
     """auto -> cuda when present; cuda without a GPU is a clear error."""
     if name == "cuda" and not torch.cuda.is_available():
@@ -194,10 +237,11 @@ class DeviceData:
         order = torch.randperm(len(self.train_y), generator=torch.Generator().manual_seed(0)).to(device)
         self.eval_idx = order[: min(c.train_eval_batches * c.batch_size, len(order))]
         self.sparsity_idx = order[: min(c.sparsity_images, len(order))]
-        self.channels_last = device.type == "cuda"
+        path = fast_path(c, device)
+        self.channels_last, self.bf16 = path["channels_last"], path["precision"] == "bf16"
 
     def inputs(self, x_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> float in [0, 1] (channels_last on CUDA)."""
+        """uint8 images -> float in [0, 1] (channels_last when the run uses it)."""
         x = x_u8.float().div_(255)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -224,8 +268,9 @@ class DeviceData:
 
 
 # ----------------------------------------------------------------------------- metrics
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(data: DeviceData):
+    """bf16 autocast of a forward pass when the run's precision is bf16 (on CUDA or the CPU)."""
+    return torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=data.bf16)
 
 
 @torch.no_grad()
@@ -235,7 +280,7 @@ def loss_and_error(model: ResNet, data: DeviceData, x: torch.Tensor, y: torch.Te
     loss = torch.zeros((), device=x.device)
     wrong = torch.zeros((), device=x.device)
     for i in range(0, len(y), batch):
-        with _autocast(data.device):
+        with _autocast(data):
             logits = model(data.inputs(x[i:i + batch])).float()
         loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum")
         wrong += (logits.argmax(1) != y[i:i + batch]).sum()
@@ -260,7 +305,7 @@ def block_sparsity(model: ResNet, data: DeviceData, units: list[tuple], rec: Rec
     idx = data.sparsity_idx
     units = [tuple(t.to(data.device) for t in u) for u in units]
     for i in range(0, len(idx), batch):
-        with _autocast(data.device):
+        with _autocast(data):
             _, blocks = model(data.inputs(data.train_x[idx[i:i + batch]]), return_blocks=True)
         for acc, out, (ch, r, col) in zip(picked, blocks, units, strict=True):
             acc.append(out[:, ch, r, col].float())
@@ -428,9 +473,9 @@ class Training:
         if data.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.init = {k: v.detach().clone() for k, v in self.model.named_parameters() if v.ndim > 1}
-        o = c.optim
+        o, fused = c.optim, fast_path(c, dev)["fused_sgd"]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=spec.lr, momentum=o["momentum"],
-                                   weight_decay=o["weight_decay"], **({"fused": True} if dev.type == "cuda" else {}))
+                                   weight_decay=o["weight_decay"], **({"fused": True} if fused else {}))
         self.forward = torch.compile(self.model) if c.compile else self.model
         self.gen = torch.Generator(device=dev).manual_seed(seed)
         self.per_epoch = len(data.train_y) // c.batch_size
@@ -485,7 +530,7 @@ class Training:
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         for group in self.opt.param_groups:
             group["lr"] = lr
-        with _autocast(self.data.device):
+        with _autocast(self.data):
             loss = F.cross_entropy(self.forward(x).float(), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -566,6 +611,7 @@ def run(c: ResNetConfig, rec: Recorder, workdir: str | Path | None = None) -> No
 
 
 def _run_group(c: ResNetConfig, rec: Recorder, device: torch.device, work: Path | None) -> None:
+    path = fast_path(c, device)  # raises, before the data are read, for a setting this machine cannot run
     data = DeviceData(cifar.load(c.dataset, c.data_dir), device, c)
     plan = [(spec, spec.seed + k) for spec in c.runs for k in range(c.seeds)]
     per_run = (len(data.train_y) // c.batch_size) * c.epochs
@@ -573,7 +619,7 @@ def _run_group(c: ResNetConfig, rec: Recorder, device: torch.device, work: Path 
         raise ValueError(f"batch_size={c.batch_size} is above the {len(data.train_y)} training images")
     rec.snapshot(None, "setup", dict(device=str(device), iterations=per_run, iterations_per_epoch=per_run // c.epochs,
                                      train_images=len(data.train_y), test_images=len(data.test_y),
-                                     image_shape=list(data.shape), **c.optim))
+                                     image_shape=list(data.shape), **c.optim, **path))
     for k, (spec, seed) in enumerate(plan):
         name = spec.name if c.seeds == 1 else f"{spec.name} (seed {seed})"
         idx = rec.add_run(name, seed=seed, spec=spec.to_dict())
