@@ -128,6 +128,7 @@ def test_diagonal_page_runs_fig2_and_checks_the_papers_claims(app_url, browser):
     page.get_by_role("button", name="Run", exact=True).click()
     page.locator(".vega-embed").first.wait_for(timeout=60000)
     page.get_by_text("Expected (paper) vs obtained", exact=False).first.wait_for(timeout=120000)
+    page.get_by_text("rank φ(X) of the longest large-step phase", exact=False).first.wait_for(timeout=30000)
     assert page.get_by_text("✓", exact=False).count() >= 6 and page.get_by_text("✗", exact=False).count() == 0
     page.get_by_text("Final values").wait_for(timeout=30000)
     page.locator(".vega-embed").nth(4).wait_for(timeout=30000)  # 4 live charts + the final |β|
