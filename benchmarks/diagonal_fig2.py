@@ -1,11 +1,13 @@
 """Fig. 2 of the paper (diagonal linear networks) end to end: engine vs a straightforward implementation.
 
-Claim: `python -m engine run diagonal --preset fig2 --no-cache` -- four SGD runs of 1e5 + 1 steps on the
+Measured: `python -m engine run diagonal --preset fig2 --no-cache` -- four SGD runs of 1e5 + 1 steps on the
 authors' data, train/test loss, rank(phi) on 400 fresh inputs and ||u*v||_0 at each of 300 checkpoints --
-takes 0.8-1.1 s as a whole process (start-up and imports included, ~0.6 s of it) on a 2-core AMD EPYC
-shared with other jobs, 13-35x faster than a straightforward implementation of the same figure (per-step
-numpy, one run at a time, a full SVD of the 400 x 400 phi per checkpoint): 13-16x against that baseline
-at its best (one BLAS thread, little load, 13-15 s), more when it runs with two BLAS threads or under load.
+took 0.92 s (best of 5, spread 0.92-0.95) as a whole process (start-up and imports included, ~0.6 s of it)
+on a quiet 2-core AMD EPYC, and 1.83 s (1.83-1.85) on 2026-12-02 when the same machine ran everything ~2x
+slower; 13-14x faster than a straightforward implementation of the same figure (per-step numpy, one run at a
+time, a full SVD of the 400 x 400 phi per checkpoint; 13.3 s and 23.4 s on one BLAS thread in the same two
+runs), more when the baseline runs with two BLAS threads or under load. Python 3.11.7, numpy 2.4.6 (OpenBLAS
+0.3.31), numba 0.68.1.
 
 How measured: the engine command runs as a subprocess, once to warm numba's on-disk cache, then
 `--repeats` times; the best wall time counts (the machine is shared). The straightforward version runs

@@ -1,12 +1,13 @@
 """Fig. 4, 5 and 6 of the paper (small ReLU nets) end to end: engine vs a straightforward implementation.
 
-Claim (the issue's targets): `python -m engine run relu1d --preset fig4 --no-cache` (two runs of 31,623
-SGD steps of a 100-unit 1D net) and `... teacher_student --preset fig5` / `--preset fig6` (four runs of
-14,126 / 10,001 steps), with every metric at each of ~300 checkpoints (train/test loss, rank of the NTK
-feature matrix phi on p inputs: p fresh points of the data range in 1D, the first p test inputs for
-teacher-student, p = number of parameters; feature sparsity per hidden layer, kinks or neuron alignment),
-take at most 4 s, 2.5 s and 4.5 s as whole processes (start-up and imports included) on this project's
-2-core machine, and are at least 20x faster than the same figure done the obvious way.
+Measured (2026-12-02, 2-core AMD EPYC, Python 3.11.7, numpy 2.4.6, numba 0.68.1, torch 2.14.1 CPU, load
+1.8 -> 1.1, the machine in a ~2x slower state than earlier runs, see benchmarks/README.md):
+`python -m engine run relu1d --preset fig4 --no-cache` (two runs of 31,623 SGD steps of a 100-unit 1D net)
+and `... teacher_student --preset fig5` / `--preset fig6` (four runs of 14,126 / 10,001 steps), with every
+metric at each of ~300 checkpoints (train/test loss, rank of the NTK feature matrix phi on p inputs, feature
+sparsity per hidden layer, kinks or neuron alignment), take 3.40 / 2.30 / 4.43 s as whole processes (best of
+3; spread 3.40-3.42, 2.30-2.32, 4.43-4.77), 13x / 15x / 8x faster than the same figure done the obvious way
+(43.3 / 34.4 / 34.7 s). On a quiet day the engine took 1.63 / 1.03 / 2.82 s.
 
 The obvious way ("straightforward"), also run as a whole process (`python benchmarks/relu_figs.py
 --naive FIG`): torch nn.Modules trained one run at a time with autograd and torch.optim.SGD, one step

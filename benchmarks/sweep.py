@@ -1,11 +1,13 @@
 """The diagonal phase diagram `map-fig2` end to end: engine sweep (local processes, 2-worker Dask LocalCluster) vs
 a straightforward per-run numpy loop.
 
-Claim checked: `python -m engine sweep diagonal --preset map-fig2 --no-cache` -- 11 step sizes x 4 decay times x
-10 sampling seeds = 440 SGD runs of 100,001 steps on the Fig. 2 data, final test loss, ||u*v||_0, rank(phi) and
-divergence -- as a whole CLI process, against the straightforward loop (per-step numpy, one run after the other,
-the final metrics of each run; timed on `--plain` runs and scaled to 440). The measured numbers, the machine and
-its load are in benchmarks/README.md.
+Measured (2026-12-02, 2-core AMD EPYC, Python 3.11.7, numpy 2.4.6, numba 0.68.1, dask/distributed 2026.8.0,
+load 1.47 -> 2.51): `python -m engine sweep diagonal --preset map-fig2 --no-cache` -- 11 step sizes x 4 decay
+times x 10 sampling seeds = 440 SGD runs of 100,001 steps on the Fig. 2 data, final test loss, ||u*v||_0,
+rank(phi) and divergence -- takes 11.8 s as a whole CLI process on local worker processes (best of 3: 11.8,
+12.5, 15.0 s) and 11.8 s on a 2-worker Dask LocalCluster (11.8, 11.9, 12.0 s), 33x the straightforward loop
+(per-step numpy, one run after the other, final metrics; 0.88 s a run over 6 timed runs, 385 s for 440).
+benchmarks/README.md has the table and the machine's state.
 
 How measured: each engine variant runs once to warm up (numba's on-disk cache, worker start), then `--repeats`
 times with --no-cache; the best wall time counts (the machine is shared: the load average is printed). The
