@@ -179,6 +179,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         plan = sweeps.build(args.experiment, args.preset, base=with_settings(plan.base, _parse_sets(args.set)),
                             **options)
     scheduler = args.scheduler or os.environ.get("SPARSE_SGD_SCHEDULER", "")
+    if args.json:
+        _check_json_target(args.json)
+    if args.cache_dir:
+        _check_cache_dir(args.cache_dir)
+    if args.workers < 0:
+        raise ValueError(f"--workers={args.workers}: expected 0 (one per core) or more")
     manager = JobManager(Store(args.cache_dir) if args.cache_dir else None)
     job = manager.submit("sweep", job_config(plan, scheduler, args.workers, not args.no_cache), preset=args.preset,
                          use_cache=not args.no_cache)

@@ -10,14 +10,12 @@ from engine import sweep as sweeps
 from engine.experiments.sweep import job_config
 from ui.jobs import live, run_controls
 from ui.labels import metric as metric_label
-from ui.links import page_url, read_changes
+from ui.links import PAGES, TITLES, page_url, read_changes
 from ui.shell import ensure_shell
 from ui.sweep_charts import cells_frame, heatmaps, line, selected_index
 
 ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
 
-PAGES = {"diagonal": "2 · Diagonal linear nets", "relu1d": "3 · ReLU net in 1D", "teacher_student":
-         "4 · Teacher-student", "resnet": "5 · ResNets"}
 NONE = "(none)"
 KEYS = ["sweep_preset", "sweep_ax1", "sweep_v1", "sweep_ax2", "sweep_v2", "sweep_seeds", "sweep_metric", "sweep_stuck"]
 
@@ -46,7 +44,7 @@ def suggest(config, name: str) -> str:
 # ---- the sweep's settings (sidebar), bound to the URL so a link reproduces the map
 with st.sidebar:
     # URL-bound selectboxes store the shown option in the link: show plain names (no format_func)
-    experiment = st.selectbox("Experiment", list(PAGES), key="sweep_exp",
+    experiment = st.selectbox("Experiment", list(PAGES), key="sweep_exp",  # the experiments with a page
                               bind="query-params", on_change=reset, args=(KEYS + ["sweep_base"],))
     module = experiments.get(experiment)
     maps = sweeps.presets(experiment)
@@ -158,7 +156,7 @@ def draw(view: dict) -> None:
         point = plan.points()[chosen]
         where = ", ".join(f"{k} = {v:g}" for k, v in point.items())
         url = page_url(experiment, page_preset, module.PRESETS[page_preset].config, plan.configs()[chosen])
-        st.link_button(f"Open {where} on the {PAGES[experiment]} page", url)
+        st.link_button(f"Open {where} on the {TITLES[experiment]} page", url)
     with st.expander("Cells as a table"):
         st.dataframe(frame.drop(columns=["i"]), hide_index=True, width="stretch")
     left, right, _ = st.columns([1, 1, 3])

@@ -118,7 +118,7 @@ def test_the_sidebar_names_a_jobs_changes_links_back_and_confirms_clearing():
     at.query_params["diag_steps"] = "1000001"
     at.run()
     at.button(key="run_diagonal").click().run()
-    entry = next(c.value for c in at.sidebar.caption if c.value.startswith("• Diagonal nets · fig2"))
+    entry = next(c.value for c in at.sidebar.caption if c.value.startswith("• 2 · Diagonal linear nets · fig2"))
     assert "steps changed" in entry and "[settings](diagonal?" in entry and "another session" not in entry
     at.button(key="cancel_diagonal").click().run()
     assert any(b.label.startswith("Yes, drop") for b in at.sidebar.button)  # clearing asks first

@@ -202,6 +202,8 @@ def test_the_map_fig2_preset_is_the_issue_grid():
     (["--preset", "", "--axis", "n=40,80"], "a preset name is needed"),
     (["--preset", "map-fig2", "--metric", "accuracy"], "metric 'accuracy' is not recorded"),
     (["--preset", "map-fig2", "--seeds", "50"], "seeds=50 is outside"),
+    (["--preset", "map-fig2", "--json", "/nonexistent-folder/out.json"], "--json"),
+    (["--preset", "map-fig2", "--workers", "-1"], "--workers=-1"),
 ])
 def test_bad_axes_exit_2_with_one_line(args, message, capsys):
     assert main(["sweep", "diagonal", *args]) == 2

@@ -13,6 +13,10 @@ from engine.config import Config
 # experiment -> (page url path, query-parameter prefix of its settings)
 PAGES = {"diagonal": ("diagonal", "diag_"), "relu1d": ("relu_1d", "relu_"),
          "teacher_student": ("teacher_student", "ts_"), "resnet": ("resnet", "resnet_")}
+# experiment -> the title of its page in the navigation
+TITLES = {"bouncing": "1 · Toy model", "diagonal": "2 · Diagonal linear nets", "relu1d": "3 · ReLU net in 1D",
+          "teacher_student": "4 · Teacher-student", "resnet": "5 · ResNets", "diagonal_edge": "Edge finder",
+          "sweep": "6 · Sweeps"}
 
 
 def _compact(value) -> str:

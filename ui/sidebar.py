@@ -7,10 +7,7 @@ import streamlit as st
 
 from engine import experiments
 from ui.jobs import get_manager, mine
-from ui.links import PAGES, changes, page_url
-
-TITLES = {"diagonal": "Diagonal nets", "relu1d": "ReLU 1D", "teacher_student": "Teacher-student", "resnet": "ResNet",
-          "bouncing": "Toy", "diagonal_edge": "Edge finder", "sweep": "Sweep"}
+from ui.links import PAGES, TITLES, changes, page_url
 
 
 @st.cache_resource
