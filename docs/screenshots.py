@@ -16,14 +16,14 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = 8765
-# page url path -> (query string, the button that starts it, or None when the page trains on open)
+# page url path -> (query string, the button that starts it (None: the page trains on open), text when done)
 SHOTS = {
-    "toy_1d": ("", None),
-    "diagonal": ("", "Run"),
-    "relu_1d": ("", "Run"),
-    "teacher_student": ("", "Run"),
-    "resnet": ("", "Run"),
-    "sweeps": ("", "Run sweep"),
+    "toy_1d": ("", None, "SGD is GD with label noise"),
+    "diagonal": ("", "Run", "Expected (paper) vs obtained"),
+    "relu_1d": ("", "Run", "Expected (paper) vs obtained"),
+    "teacher_student": ("", "Run", "Expected (paper) vs obtained"),
+    "resnet": ("", "Run", "Done"),
+    "sweeps": ("", "Run sweep", "Done"),
 }
 
 
@@ -43,13 +43,13 @@ def main(names: list[str]) -> None:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             for name in names:
-                query, button = SHOTS[name]
+                query, button, done = SHOTS[name]
                 page = browser.new_page(viewport={"width": 1400, "height": 1500})
                 page.goto(f"http://127.0.0.1:{PORT}/{name}{query}")
                 page.wait_for_selector("[data-testid='stApp']")
                 if button:
                     page.get_by_role("button", name=button, exact=True).click()
-                page.get_by_text("Done", exact=False).first.wait_for(timeout=1_800_000)
+                page.get_by_text(done, exact=False).first.wait_for(timeout=1_800_000)
                 time.sleep(2)
                 page.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=False)
                 print("wrote", ROOT / "docs" / f"{name}.png")

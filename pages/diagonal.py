@@ -11,7 +11,7 @@ from ui.labels import metric as metric_label
 from ui.links import sweep_button
 from ui.paper import definitions, expected_vs_obtained, header, look_at
 from ui.shell import ensure_shell
-from ui.tables import finals_frame, histories_frame
+from ui.tables import finals_frame, histories_frame, seed_counts
 from ui.widgets import settings
 
 ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
@@ -42,15 +42,9 @@ def draw(view: dict) -> None:
         return
     labels = run_order(view)
     rules = decay_rules([r.to_dict() for r in config.runs], config.steps)
-    diverged = [r for r in view["runs"] if r["status"] == "diverged"]
+    diverged = seed_counts(view, labels, [r for r in view["runs"] if r["status"] == "diverged"])
     if diverged:
-        total = {lab: sum(r["label"] == lab for r in view["runs"]) for lab in labels}
-        counts = {}
-        for r in diverged:
-            counts[r["label"]] = counts.get(r["label"], 0) + 1
-        st.warning("Diverged (beyond the edge of stability for this data): " + "; ".join(
-            f"{lab}: {k} of {total[lab]} seeds" + (f" ({next(r['message'] for r in diverged if r['label'] == lab)})"
-                                                   if k == 1 else "") for lab, k in counts.items()))
+        st.warning(f"Diverged (beyond the edge of stability for this data): {diverged}")
     charts = [("train_loss", "Train loss", True), ("test_loss", "Test loss", True),
               ("ntk_rank", f"rank φ(X) (τ = {config.rank_tau:g}, {2 * config.d} fresh inputs)", False),
               ("l0_norm", "‖u ⊙ v‖₀", False)]

@@ -12,7 +12,7 @@ from ui.labels import metric
 from ui.links import sweep_button
 from ui.paper import definitions, expected_vs_obtained, header, look_at
 from ui.shell import ensure_shell
-from ui.tables import finals_frame, histories_frame
+from ui.tables import finals_frame, histories_frame, seed_counts
 from ui.widgets import checkpoint_scrubber, settings
 
 ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
@@ -42,27 +42,16 @@ def first_seed(view: dict) -> dict:
     return dict(view, runs=[r for r in view["runs"] if r["seed"] == config.seed])
 
 
-def seed_counts(view: dict, labels: list[str]) -> None:
+def outcome_counts(view: dict, labels: list[str]) -> None:
     """Per run, in how many seeds it diverged, and in how many it ended stuck above STUCK_LOSS (Fig. 9)."""
-    total = {lab: sum(r["label"] == lab for r in view["runs"]) for lab in labels}
-
-    def line(runs: list[dict]) -> str:
-        parts = []
-        for lab in labels:
-            mine = [r for r in runs if r["label"] == lab]
-            if mine:
-                note = f" ({mine[0]['message']})" if len(mine) == 1 and mine[0]["message"] else ""
-                parts.append(f"{lab}: {len(mine)} of {total[lab]} seed{'s' * (total[lab] > 1)}{note}")
-        return "; ".join(parts)
-
-    diverged = [r for r in view["runs"] if r["status"] == "diverged"]
-    stuck = [r for r in view["runs"] if r["status"] == "done"
-             and (r["final"].get("train_loss") or 0) > relu1d.STUCK_LOSS]
+    diverged = seed_counts(view, labels, [r for r in view["runs"] if r["status"] == "diverged"])
+    stuck = seed_counts(view, labels, [r for r in view["runs"] if r["status"] == "done"
+                                       and (r["final"].get("train_loss") or 0) > relu1d.STUCK_LOSS])
     if diverged:
-        st.warning(f"Diverged: {line(diverged)}")
+        st.warning(f"Diverged: {diverged}")
     if stuck:
         st.info(f"Stuck (final train loss > {relu1d.STUCK_LOSS:g}: over-regularized as in Fig. 9, or too few steps "
-                f"to fit): {line(stuck)}")
+                f"to fit): {stuck}")
 
 
 def predictor_frame(view: dict, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -146,7 +135,7 @@ def draw(view: dict) -> None:
         return
     labels = run_order(view)
     rules = decay_rules([r.to_dict() for r in config.runs], config.steps, at_key="at")
-    seed_counts(view, labels)
+    outcome_counts(view, labels)
     first = first_seed(view)
     look_at("the train loss stalls near 10^-0.5 during the large-step phase (dashed: decay), and meanwhile the "
             "predictor sheds kinks; after the decay the simplified predictor fits.")

@@ -12,7 +12,7 @@ from ui.labels import metric
 from ui.links import sweep_button
 from ui.paper import definitions, expected_vs_obtained, header, look_at
 from ui.shell import ensure_shell
-from ui.tables import finals_frame, histories_frame
+from ui.tables import finals_frame, histories_frame, seed_counts
 from ui.widgets import checkpoint_scrubber, settings
 
 ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's shell first
@@ -92,15 +92,9 @@ def neuron_chart(view: dict, run: dict, step: int, title: str, half: float, hue:
 
 def diverged_counts(view: dict, labels: list[str]) -> None:
     """Per run, in how many seeds it diverged (a step beyond the edge of stability of that seed's init)."""
-    diverged = [r for r in view["runs"] if r["status"] == "diverged"]
-    parts = []
-    for lab in labels:
-        mine, total = [r for r in diverged if r["label"] == lab], sum(r["label"] == lab for r in view["runs"])
-        if mine:
-            note = f" ({mine[0]['message']})" if len(mine) == 1 and mine[0]["message"] else ""
-            parts.append(f"{lab}: {len(mine)} of {total} seed{'s' * (total > 1)}{note}")
-    if parts:
-        st.warning("Diverged (beyond the edge of stability of the init): " + "; ".join(parts))
+    diverged = seed_counts(view, labels, [r for r in view["runs"] if r["status"] == "diverged"])
+    if diverged:
+        st.warning(f"Diverged (beyond the edge of stability of the init): {diverged}")
 
 
 def metric_panels(depth: int) -> list[tuple[str, str, bool]]:

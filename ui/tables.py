@@ -31,3 +31,16 @@ def finals_frame(view: dict, metrics: list[str] | None = None) -> pd.DataFrame:
         final = {k: v for k, v in r["final"].items() if metrics is None or k in metrics}
         rows.append(dict(run=r["name"], status=r["status"], **final, note=r["message"]))
     return pd.DataFrame(rows)
+
+
+def seed_counts(view: dict, labels: list[str], chosen: list[dict]) -> str:
+    """'large, 50%: 3 of 10 seeds; ...' for the runs in `chosen` (e.g. those that diverged), per run label, with
+    the run's message when a single seed is concerned ('' when none)."""
+    parts = []
+    for lab in labels:
+        total = sum(r["label"] == lab for r in view["runs"])
+        mine = [r for r in chosen if r["label"] == lab]
+        if mine:
+            note = f" ({mine[0]['message']})" if len(mine) == 1 and mine[0]["message"] else ""
+            parts.append(f"{lab}: {len(mine)} of {total} seed{'s' * (total > 1)}{note}")
+    return "; ".join(parts)
