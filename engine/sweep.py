@@ -179,7 +179,7 @@ PRESETS: dict[str, dict[str, SweepPreset]] = {
     "diagonal": {
         "map-fig2": SweepPreset(
             "fig2", ("runs.0.lr=0.2:0.3:11", "runs.0.decay_at=0.1,0.3,0.5,0.7"), 10,
-            ("test_loss", "l0_norm", "ntk_rank"),
+            ("l0_norm", "test_loss", "ntk_rank"),
             "Fig. 2's data, one SGD run per point: large step 0.20-0.30 x decay time (decayed as in Fig. 2: /4.8 at "
             "10%, /3.4 at 30%, /1.5 at 50% and 70%) over sampling seeds 1-10. The sparsifying window sits just "
             "below the edge of stability: ||u*v||_0 and rank fall only for steps near 0.28, where some seeds "

@@ -99,7 +99,8 @@ def heatmaps(frame: pd.DataFrame, fields: list[str], metric: str, title: str, sh
             f"{share}:Q", title=share_title, scale=alt.Scale(domain=[0, 1], scheme="reds")), empty),
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55))).add_params(pick)
     size = dict(width="container", height=alt.Step(max(34, 200 // len(order_y))))  # a row per value, tall enough
-    return (alt.layer(metric_map, labels).properties(title=f"{title} (median over the seeds that survived)", **size),
+    layers = [metric_map, labels] if len(order_x) <= 7 else [metric_map]  # numbers fit in a cell; else hover
+    return (alt.layer(*layers).properties(title=f"{title} (median over the seeds that survived)", **size),
             share_map.properties(title=share_title, **size))
 
 
