@@ -210,7 +210,7 @@ def ntk_rank(grams, tol: float = 1e-4) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- SGD
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # releases the GIL: the page can redraw while it trains
 def _sgd(params, w_off, b_off, dims, x, y, idx, lrs, t0, t1, alive, diverged_at, scale):  # pragma: no cover
     # idx (R, steps, B) is padded with -1 past a run's batch size; scale[r] = 2 / batch size of run r.
     runs, depth = params.shape[0], len(dims) - 1
