@@ -98,8 +98,8 @@ def _status_line(view: dict) -> None:
 
 def live(job: Job | None, draw: Callable[[dict], None], empty_text: str = "Press Run to train.") -> None:
     """Draw the job's record with `draw(view)`, redrawn while it trains (st.fragment): every 0.5 s for quick jobs,
-    every 3 s for long ones (measured: a ResNet cpu-demo of 3 epochs took 63 s from the CLI and 292 s in the app
-    while a page redrew it every 0.5 s)."""
+    every 3 s for long ones (benchmarks/watched_run.py: a ResNet cpu-demo of 3 epochs took 63 s from the CLI and
+    292 s in the app while a page redrew it every 0.5 s)."""
     if job is None:
         st.caption(empty_text)
         return
