@@ -4,7 +4,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from tests.page_helpers import PAGES, charts, run_until_done
+from tests.page_helpers import PAGES, charts, open_page, run_until_done
 
 
 def test_diagonal_page_runs_a_small_fig2_and_shows_charts_table_and_beta():
@@ -55,10 +55,7 @@ def test_following_the_edge_finder_leads_to_sparse_features():
 
 # ----------------------------------------------------------------------------- links and the runs table (issue 9)
 def diagonal_page(**query: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / "diagonal.py"), default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return open_page("diagonal", **query)
 
 
 def test_a_run_missing_keys_or_an_empty_table_in_the_link_is_a_message_not_a_traceback():

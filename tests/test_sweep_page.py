@@ -4,14 +4,11 @@ from urllib.parse import parse_qs, urlparse
 
 from streamlit.testing.v1 import AppTest
 
-from tests.page_helpers import PAGES, charts, run_until_done
+from tests.page_helpers import PAGES, charts, open_page, run_until_done
 
 
 def sweep_page(**query: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / "sweeps.py"), default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return open_page("sweeps", **query)
 
 
 def test_the_page_opens_on_the_fig2_map():

@@ -8,14 +8,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.jobs import JobManager
-from tests.page_helpers import PAGES, charts
+from tests.page_helpers import PAGES, charts, open_page
 
 
 def toy_page(**query: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / "toy_1d.py"), default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return open_page("toy_1d", **query)
 
 
 def test_toy_page_opens_on_its_preset_and_draws_everything():
