@@ -16,13 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT = 8777
+sys.path.insert(0, str(ROOT))
+
+from tests.app_server import CHROMIUM_ARGS, serve  # noqa: E402
 
 
 def cli_seconds(epochs: int) -> float:
@@ -36,30 +37,16 @@ def cli_seconds(epochs: int) -> float:
 
 def app_seconds(epochs: int) -> float:
     """Seconds from pressing Run on the ResNet page (kept open in Chromium) to its Done message."""
-    env = dict(os.environ, SPARSE_SGD_CACHE=tempfile.mkdtemp())
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(PORT),
-                               "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(f"http://127.0.0.1:{PORT}/resnet?resnet_epochs={epochs}")
-            page.wait_for_selector("[data-testid='stApp']")
-            page.get_by_role("button", name="Run", exact=True).click()
-            t = time.perf_counter()
-            page.get_by_text("Done", exact=False).first.wait_for(timeout=3_600_000)
-            browser.close()
-            return time.perf_counter() - t
-    finally:
-        server.terminate()
+    with serve() as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/resnet?resnet_epochs={epochs}")
+        page.wait_for_selector("[data-testid='stApp']")
+        page.get_by_role("button", name="Run", exact=True).click()
+        t = time.perf_counter()
+        page.get_by_text("Done", exact=False).first.wait_for(timeout=3_600_000)
+        browser.close()
+        return time.perf_counter() - t
 
 
 def main() -> None:

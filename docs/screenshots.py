@@ -4,18 +4,17 @@
     python docs/screenshots.py diagonal   # one page
 """
 
-import os
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT = 8765
+sys.path.insert(0, str(ROOT))
+
+from tests.app_server import CHROMIUM_ARGS, serve  # noqa: E402
+
 # page url path -> (query string, the button that starts it (None: the page trains on open), text when done)
 SHOTS = {
     "toy_1d": ("", None, "SGD is GD with label noise"),
@@ -28,35 +27,21 @@ SHOTS = {
 
 
 def main(names: list[str]) -> None:
-    env = dict(os.environ, SPARSE_SGD_CACHE=tempfile.mkdtemp())
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(PORT),
-                               "--server.headless", "true"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORT}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            for name in names:
-                query, button, done = SHOTS[name]
-                page = browser.new_page(viewport={"width": 1400, "height": 1500})
-                page.goto(f"http://127.0.0.1:{PORT}/{name}{query}")
-                page.wait_for_selector("[data-testid='stApp']")
-                if button:
-                    page.get_by_role("button", name=button, exact=True).click()
-                page.get_by_text(done, exact=False).first.wait_for(timeout=1_800_000)
-                time.sleep(2)
-                page.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=False)
-                print("wrote", ROOT / "docs" / f"{name}.png")
-                page.close()
-            browser.close()
-    finally:
-        server.terminate()
+    with serve(timeout=120) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for name in names:
+            query, button, done = SHOTS[name]
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.goto(f"{url}/{name}{query}")
+            page.wait_for_selector("[data-testid='stApp']")
+            if button:
+                page.get_by_role("button", name=button, exact=True).click()
+            page.get_by_text(done, exact=False).first.wait_for(timeout=1_800_000)
+            time.sleep(2)
+            page.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=False)
+            print("wrote", ROOT / "docs" / f"{name}.png")
+            page.close()
+        browser.close()
 
 
 if __name__ == "__main__":

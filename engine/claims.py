@@ -170,7 +170,7 @@ def teacher_three_layers(runs: list[dict]) -> list[Check]:
 
 def for_preset(experiment: str, preset: str | None, config: dict) -> Callable[[list[dict]], list[Check]] | None:
     """The checks of a preset's figure, as a function of one seed's runs (None when the preset has none)."""
-    if experiment == "diagonal" and preset in ("fig2", "map-fig2"):
+    if experiment == "diagonal" and preset == "fig2":
         return lambda runs: diagonal_large_steps(runs, config["steps"], config["d"])
     if experiment == "diagonal" and preset == "fig8":
         return lambda runs: diagonal_gd_vs_sgd(runs, config["d"])

@@ -145,8 +145,8 @@ def execute(sweep: Sweep, store, scheduler: str | None = None, workers: int | No
             on_cell: Callable[[int, dict, str], None] | None = None,
             should_stop: Callable[[], bool] = lambda: False) -> tuple[list[dict | None], dict]:
     """Run every point of `sweep` (cached points first, from `store`), calling `on_cell(index, cell, source)` as
-    each finishes (source: 'cache' | 'computed' | 'failed'). Returns the cells in grid order (None where the
-    sweep stopped first) and counts {computed, cached, failed, notes}."""
+    each finishes (source: 'cached' | 'computed' | 'failed', the keys of the returned counts). Returns the cells
+    in grid order (None where the sweep stopped first) and counts {computed, cached, failed, notes}."""
     points, configs = sweep.points(), sweep.configs()
     keys = [c.key(sweep.experiment) for c in configs]
     cells: list[dict | None] = [None] * len(points)
@@ -158,7 +158,7 @@ def execute(sweep: Sweep, store, scheduler: str | None = None, workers: int | No
             cells[i] = sweep.cell(points[i], result)
             stats["cached"] += 1
             if on_cell:
-                on_cell(i, cells[i], "cache")
+                on_cell(i, cells[i], "cached")
         else:
             todo.append((i, configs[i].to_dict()))
     if not todo:

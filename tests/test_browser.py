@@ -2,14 +2,11 @@
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.app_server import CHROMIUM_ARGS, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -18,40 +15,11 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(cache) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free local port with its own cache folder, once it answers."""
-    port = free_port()
-    env = dict(os.environ, SPARSE_SGD_CACHE=str(cache))
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start: " + proc.stdout.read().decode()[-2000:])
-    return proc, url
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """The app on a free local port with its own cache folder; stopped afterwards."""
-    proc, url = start_app(tmp_path_factory.mktemp("cache"))
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with serve(tmp_path_factory.mktemp("cache")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +27,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
@@ -78,17 +44,13 @@ def open_page(browser, url):
 def test_a_deep_link_on_a_fresh_server_opens_inside_the_app(tmp_path, browser):
     """With a pages/ folder, Streamlit runs a deep link opened on a fresh server without app.py (legacy mode):
     the page's guard must bring the app's navigation and sidebar."""
-    proc, url = start_app(tmp_path / "cache")
-    try:
+    with serve(tmp_path / "cache") as url:
         page = open_page(browser, f"{url}/diagonal?diag_steps=3001")
         page.get_by_text("Diagonal linear networks").first.wait_for(timeout=60000)
         page.get_by_text("Device:", exact=False).first.wait_for(timeout=60000)  # the app's sidebar
         assert page.get_by_text("2 · Diagonal linear nets").count() >= 1     # the app's navigation
         assert page.get_by_text("Diagonal linear networks").count() == 1     # the page drawn once
         page.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def outside(urls: list[str]) -> list[str]:
@@ -132,8 +94,10 @@ def test_diagonal_page_runs_fig2_and_checks_the_papers_claims(app_url, browser):
     assert page.get_by_text("✓", exact=False).count() >= 6 and page.get_by_text("✗", exact=False).count() == 0
     page.get_by_text("Final values").wait_for(timeout=30000)
     page.locator(".vega-embed").nth(4).wait_for(timeout=30000)  # 4 live charts + the final |β|
+    for label in ("‖u ⊙ v‖₀", "rank φ(X)"):
+        page.locator(".vega-embed svg text", has_text=label).first.wait_for(timeout=30000)
     texts = chart_texts(page)
-    assert "‖u ⊙ v‖₀" in texts and "rank φ(X)" in texts and "l0_norm" not in texts and "ntk_rank" not in texts
+    assert "l0_norm" not in texts and "ntk_rank" not in texts
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "diagonal.png"), full_page=True)
     page.close()
@@ -158,8 +122,9 @@ def test_relu_pages_run_and_draw_the_predictor_or_the_neuron_scatter(app_url, br
     page.get_by_text("Done", exact=False).first.wait_for(timeout=120000)
     page.get_by_text("Drawn checkpoint", exact=False).first.wait_for(timeout=30000)
     page.locator(".vega-embed").nth(4).wait_for(timeout=30000)
-    texts = chart_texts(page)
-    assert all(label in texts for label in labels) and "ntk_rank" not in texts, texts
+    for label in labels:  # charts render one after the other: wait for each title
+        page.locator(".vega-embed svg text", has_text=label).first.wait_for(timeout=30000)
+    assert "ntk_rank" not in chart_texts(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
     page.close()

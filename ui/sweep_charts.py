@@ -3,6 +3,7 @@ diverged or got stuck), a line with its 10-90% band for one axis. Cells fill in 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import altair as alt
@@ -17,7 +18,7 @@ def cells_frame(export: dict, cells: list[dict | None]) -> pd.DataFrame:
     fields = [a["field"] for a in export["axes"]]
     rows = []
     values = [a["values"] for a in export["axes"]]
-    points = [dict(zip(fields, combo, strict=True)) for combo in _product(values)]
+    points = [dict(zip(fields, combo, strict=True)) for combo in itertools.product(*values)]
     for i, point in enumerate(points):
         cell = cells[i] if i < len(cells) else None
         row = dict(i=i, **{f"axis{k}": point[f] for k, f in enumerate(fields)},
@@ -36,13 +37,6 @@ def cells_frame(export: dict, cells: list[dict | None]) -> pd.DataFrame:
                 row["message"] = cell["message"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _product(values: list[list]) -> list[tuple]:
-    out = [()]
-    for vs in values:
-        out = [(*o, v) for o in out for v in vs]
-    return out
 
 
 def _fmt(v) -> str:

@@ -67,7 +67,7 @@ def run(c: SweepConfig, rec, workdir=None, store=None) -> None:
 
     def on_cell(i: int, cell: dict, source: str) -> None:
         cells[i] = cell
-        counts[{"cache": "cached", "computed": "computed", "failed": "failed"}[source]] += 1
+        counts[source] += 1
         rec.snapshot(None, "cells", cells)
         rec.snapshot(None, "stats", dict(counts))
         done = sum(counts.values())
