@@ -33,9 +33,11 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import diagonal_data, schedules  # noqa: E402
-from engine.experiments import diagonal  # noqa: E402
-from engine.recording import Recorder  # noqa: E402
+from engine.core import schedules  # noqa: E402
+from engine.core.recording import Recorder  # noqa: E402
+from engine.diagonal import data as diagonal_data  # noqa: E402
+from engine.diagonal import experiment as diagonal  # noqa: E402
+from engine.diagonal.config import LOSS_LIMIT, DiagonalConfig  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- engine, as a user runs it
@@ -53,7 +55,7 @@ def time_engine(repeats: int) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- straightforward version
-def straightforward(c: diagonal.DiagonalConfig) -> list[dict]:
+def straightforward(c: DiagonalConfig) -> list[dict]:
     """The same figure the obvious way: per-step numpy updates, one run after the other, full SVD of phi."""
     data = diagonal_data.make_data(c)
     x, y, x_test, y_test, fresh = data.x, data.y, data.x_test, data.y_test, data.x_fresh
@@ -68,7 +70,7 @@ def straightforward(c: diagonal.DiagonalConfig) -> list[dict]:
             if t in checkpoints:
                 beta = u * v
                 train = np.sum((x @ beta - y) ** 2) / (2 * c.n)
-                if not np.isfinite(train) or train > diagonal.LOSS_LIMIT:
+                if not np.isfinite(train) or train > LOSS_LIMIT:
                     status = "diverged"
                     break
                 s = np.linalg.svd(np.hstack([fresh * v, fresh * u]), compute_uv=False)

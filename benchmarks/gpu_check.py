@@ -20,7 +20,7 @@ What it measures (each part prints as it ends, with its wall time):
    batches, test loss/error on 10k images, feature sparsity of the 4 super-blocks on 10k images, filters,
    distance from init) over `--evals` calls, and its share of wall time at fig7-plain's interval of 200 steps.
 4. Peak GPU memory (torch.cuda.max_memory_allocated) of each part.
-5. One fig7-plain epoch: `engine.experiments.resnet.run` on the fig7-plain preset with 1 epoch and its first
+5. One fig7-plain epoch: `engine.resnet.experiment.run` on the fig7-plain preset with 1 epoch and its first
    run (195 steps, checkpoints at steps 0 and 195), on random uint8 images of CIFAR-10's shape (50k train, 10k
    test): CIFAR-10 is not on the GPU machine and it has no internet, and the speed does not depend on the
    pixels. Then the projected 100-epoch run: 19,500 steps at part 2's engine rate plus 99 checkpoints.
@@ -53,10 +53,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from engine.cifar import ImageData  # noqa: E402
-from engine.experiments import resnet as R  # noqa: E402
-from engine.recording import Recorder  # noqa: E402
-from engine.resnet import resnet  # noqa: E402
+from engine.core.recording import Recorder  # noqa: E402
+from engine.resnet import cifar  # noqa: E402
+from engine.resnet import experiment as R  # noqa: E402
+from engine.resnet.cifar import ImageData  # noqa: E402
+from engine.resnet.config import ResNetConfig, RunSpec  # noqa: E402
+from engine.resnet.device import DeviceData, fast_path  # noqa: E402
+from engine.resnet.model import resnet  # noqa: E402
+from engine.resnet.training import Training  # noqa: E402
 
 GPU = dict(width=64, batch=256, train=50_000, test=10_000, sparsity_images=10_000, steps=200, warmup=30, repeats=3,
            evals=3, agree_width=64, agree_batch=64, agree_steps=5)
@@ -92,13 +96,13 @@ def peak_mib(device: torch.device) -> float:
 
 
 def training(data: ImageData, device: torch.device, width: int, batch: int, eval_every: int = 200,
-             sparsity_images: int = 10_000, **setting) -> R.Training:
+             sparsity_images: int = 10_000, **setting) -> Training:
     """The experiment's own Training for one constant-step run (lr 0.01), fig7-plain's setting."""
-    c = R.ResNetConfig(dataset="cifar10", width=width, batch_size=batch, epochs=1, eval_every=eval_every,
+    c = ResNetConfig(dataset="cifar10", width=width, batch_size=batch, epochs=1, eval_every=eval_every,
                        sparsity_images=min(sparsity_images, len(data.train_y)), setting="plain", device=device.type,
-                       runs=(R.RunSpec("check", "constant", 0.01),), **setting)
+                       runs=(RunSpec("check", "constant", 0.01),), **setting)
     rec = Recorder("resnet", c.to_dict())
-    return R.Training(c, c.runs[0], 0, R.DeviceData(data, device, c), rec, rec.add_run("check"), None, 0, 10**9)
+    return Training(c, c.runs[0], 0, DeviceData(data, device, c), rec, rec.add_run("check"), None, 0, 10**9)
 
 
 # ----------------------------------------------------------------------------- 1. agreement
@@ -135,7 +139,7 @@ def agreement(a, devices: list[torch.device]) -> dict:
 
 
 # ----------------------------------------------------------------------------- 2. throughput
-def engine_rate(t: R.Training, a) -> tuple[float, float]:
+def engine_rate(t: Training, a) -> tuple[float, float]:
     """(images/s of the engine's loop, seconds of the warm-up steps, which include a compile)."""
     dev, c = t.data.device, t.c
 
@@ -182,7 +186,7 @@ def spread(values: list[float]) -> dict:
 
 
 # ----------------------------------------------------------------------------- 3. metrics
-def eval_seconds(t: R.Training, evals: int) -> float:
+def eval_seconds(t: Training, evals: int) -> float:
     """Mean wall time of one checkpoint's metrics (after one untimed call)."""
     t.evaluate(0, None)
     sync(t.data.device)
@@ -201,7 +205,7 @@ def fig7_epoch(a, device: torch.device, data: ImageData) -> dict:
     if a.cpu_smoke:
         c = c.replace(width=a.width, batch_size=a.batch, sparsity_images=a.sparsity_images)
     rec = Recorder("resnet", c.to_dict(), "fig7-plain")
-    with mock.patch.object(R.cifar, "load", lambda name, folder="": data):  # no CIFAR-10 on the GPU machine
+    with mock.patch.object(cifar, "load", lambda name, folder="": data):  # no CIFAR-10 on the GPU machine
         start = time.perf_counter()
         R.run(c, rec, None)
         sync(device)
@@ -296,7 +300,7 @@ def main() -> int:
     for _ in range(a.repeats):  # alternate, so a busy moment hits both
         rates["engine"].append(engine_rate(engine, a)[0])
         rates["plain"].append(plain_rate(a, device, plain_model))
-    through = dict(batch=a.batch, setting=R.fast_path(engine.c, device), engine=spread(rates["engine"]),
+    through = dict(batch=a.batch, setting=fast_path(engine.c, device), engine=spread(rates["engine"]),
                    plain=spread(rates["plain"]), peak_mib=peak_mib(device))
     through["speedup_median"] = through["engine"]["median"] / through["plain"]["median"]
     del plain_model

@@ -68,11 +68,11 @@ def naive(fig: str) -> dict:
     import numpy as np
     import torch
 
-    from engine import relu_nets as rn
-    from engine.experiments import relu1d
-    from engine.experiments import teacher_student as ts
-    from engine.schedules import checkpoint_steps
-    from engine.sparsity import kinks
+    from engine.core.schedules import checkpoint_steps
+    from engine.core.sparsity import kinks
+    from engine.relu import nets as rn
+    from engine.relu import relu1d
+    from engine.relu import teacher_student as ts
 
     torch.set_num_threads(1)
     experiment, preset = FIGS[fig]

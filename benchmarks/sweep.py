@@ -34,9 +34,10 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import diagonal_data, schedules  # noqa: E402
-from engine import sweep as sweeps  # noqa: E402
-from engine.experiments import diagonal  # noqa: E402
+from engine.core import schedules  # noqa: E402
+from engine.diagonal import data as diagonal_data  # noqa: E402
+from engine.diagonal.config import DiagonalConfig  # noqa: E402
+from engine.sweeps import grid as sweeps  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- engine, as a user runs it
@@ -55,7 +56,7 @@ def time_cli(extra: list[str], repeats: int, out: Path) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- straightforward version
-def straightforward(c: diagonal.DiagonalConfig, seed: int) -> dict:
+def straightforward(c: DiagonalConfig, seed: int) -> dict:
     """One point's run for one seed the obvious way: per-step numpy SGD, then the final metrics."""
     data = diagonal_data.make_data(c)
     run = c.runs[0]

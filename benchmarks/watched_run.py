@@ -23,7 +23,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.app_server import CHROMIUM_ARGS, serve  # noqa: E402
+from tools.app_server import CHROMIUM_ARGS, serve  # noqa: E402
 
 
 def cli_seconds(epochs: int) -> float:

@@ -13,7 +13,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.app_server import CHROMIUM_ARGS, serve  # noqa: E402
+from tools.app_server import CHROMIUM_ARGS, serve  # noqa: E402
 
 # page url path -> (query string, the button that starts it (None: the page trains on open), text when done)
 SHOTS = {

@@ -1,23 +1,6 @@
 """Headless engine for 'SGD with large step sizes learns sparse features' (ICML 2023).
 
-No Streamlit import anywhere in this package: pages, the CLI and tests all drive it the same way.
+No Streamlit import anywhere in this package: pages, the CLI and tests all drive it the same way. Layers, top to
+bottom: the CLI and jobs, sweeps, the registry, the experiment families (toy, diagonal, relu, resnet; independent of
+each other), core. Nothing imports upward (import-linter contracts in pyproject.toml).
 """
-
-from __future__ import annotations
-
-import hashlib
-from pathlib import Path
-
-
-def source_version(root: Path | None = None) -> str:
-    """A hash of every source file of the engine (under `root`, default this package): any change to the code
-    that computes results changes the version in the cache keys, so a stored result is never served from older
-    code."""
-    root = root or Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-ENGINE_VERSION = source_version()

@@ -25,10 +25,10 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def cmd_list() -> int:
-    from engine import experiments
+    from engine import registry
 
-    for name in experiments.names():
-        module = experiments.get(name)
+    for name in registry.names():
+        module = registry.get(name)
         print(f"{name}: {module.TITLE}")
         for preset_name, p in module.PRESETS.items():
             print(f"  --preset {preset_name:<14} {p.description}")
@@ -85,14 +85,14 @@ def _check_cache_dir(path: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from engine import experiments
-    from engine.config import with_settings
+    from engine import registry
+    from engine.core.config import with_settings
+    from engine.core.recording import export
     from engine.jobs import JobManager
-    from engine.recording import export
     from engine.store import Store
 
     # everything that can be checked is checked before any work: exit 2 and one line
-    preset_name, config = experiments.preset(args.experiment, args.preset)
+    preset_name, config = registry.preset(args.experiment, args.preset)
     config = with_settings(config, _parse_sets(args.set))
     if args.device != "auto":
         if "device" not in config.to_dict():
@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_cache_dir(args.cache_dir)
     manager = JobManager(Store(args.cache_dir) if args.cache_dir else None)
     if args.no_cache or manager.find(args.experiment, config) is None:  # a stored result needs nothing here
-        problem = experiments.preflight(args.experiment, config)
+        problem = registry.preflight(args.experiment, config)
         if problem:
             raise ValueError(problem)
     job = manager.submit(args.experiment, config, preset=preset_name, use_cache=not args.no_cache,
@@ -165,11 +165,11 @@ def cells_table(export: dict) -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import os
 
-    from engine import sweep as sweeps
-    from engine.config import with_settings
-    from engine.experiments.sweep import job_config
+    from engine.core.config import with_settings
     from engine.jobs import JobManager
     from engine.store import Store
+    from engine.sweeps import grid as sweeps
+    from engine.sweeps.experiment import job_config
 
     metrics = [m.strip() for m in args.metric.split(",") if m.strip()] if args.metric else None
     options = dict(axes=args.axis or None, seeds=args.seeds, metrics=metrics, run=args.run,

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from engine import experiments
-from engine.config import Config
-from engine.recording import Cancelled, Recorder
+from engine import registry
+from engine.core.config import Config
+from engine.core.recording import Cancelled, Recorder
 from engine.store import Store
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class JobManager:
             job = self.find(experiment, config)
             if job is not None and job.status not in ("cancelled", "failed"):
                 return job
-        lane = experiments.lane(experiment, config)
+        lane = registry.lane(experiment, config)
         rec = Recorder(experiment, config.to_dict(), preset)
         rec.data["status"] = "queued"
         job = Job(key, experiment, config, rec, lane=lane, _manager=self)
@@ -319,7 +319,7 @@ class JobManager:
     def _execute(self, job: Job) -> None:
         try:
             try:
-                experiments.get(job.experiment)  # imported first, so the thread limits see whether it uses torch
+                registry.get(job.experiment)  # imported first, so the thread limits see whether it uses torch
             except Exception:
                 pass  # reported by _run
             with _THREADS.limit(self.threads):
@@ -336,7 +336,7 @@ class JobManager:
         rec.data["status"] = "running"
         rec.data["started"] = time.time()
         try:
-            module = experiments.get(job.experiment)
+            module = registry.get(job.experiment)
             extra = {"store": self.store} if getattr(module, "USES_STORE", False) else {}
             work = self.store.workdir(job.key) if getattr(module, "CHECKPOINTS", False) else None
             module.run(job.config, rec, work, **extra)

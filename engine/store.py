@@ -26,7 +26,7 @@ from pathlib import Path
 import diskcache
 from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
-from engine import ENGINE_VERSION
+from engine.core.version import ENGINE_VERSION
 
 log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "cache"
@@ -147,10 +147,10 @@ def well_formed(result: object) -> bool:
 
 def key_of(result: dict) -> str | None:
     """The cache key of the experiment and config a result records (None when they are no valid config)."""
-    from engine import experiments
+    from engine import registry
 
     try:
-        module = experiments.get(result["experiment"])
+        module = registry.get(result["experiment"])
         return module.Config.from_dict(result["config"]).key(result["experiment"])
     except Exception:  # an unknown experiment or a config that does not validate: no key
         return None

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from engine.experiments import diagonal
+from engine.diagonal import experiment as diagonal
 from ui.charts import decay_rules, metric_chart, run_order
 from ui.diagonal_charts import beta_chart, plane_chart
 from ui.edge_finder import edge_finder

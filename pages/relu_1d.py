@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.experiments import relu1d
+from engine.relu import relu1d
+from engine.relu.claims import STUCK_LOSS
 from ui.charts import color, decay_rules, metric_chart, run_order, waiting
 from ui.jobs import downloads, live, run_controls
 from ui.labels import metric
@@ -46,11 +47,11 @@ def outcome_counts(view: dict, labels: list[str]) -> None:
     """Per run, in how many seeds it diverged, and in how many it ended stuck above STUCK_LOSS (Fig. 9)."""
     diverged = seed_counts(view, labels, [r for r in view["runs"] if r["status"] == "diverged"])
     stuck = seed_counts(view, labels, [r for r in view["runs"] if r["status"] == "done"
-                                       and (r["final"].get("train_loss") or 0) > relu1d.STUCK_LOSS])
+                                       and (r["final"].get("train_loss") or 0) > STUCK_LOSS])
     if diverged:
         st.warning(f"Diverged: {diverged}")
     if stuck:
-        st.info(f"Stuck (final train loss > {relu1d.STUCK_LOSS:g}: over-regularized as in Fig. 9, or too few steps "
+        st.info(f"Stuck (final train loss > {STUCK_LOSS:g}: over-regularized as in Fig. 9, or too few steps "
                 f"to fit): {stuck}")
 
 

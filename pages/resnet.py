@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from engine import cifar
-from engine.experiments import resnet
+from engine.resnet import cifar
+from engine.resnet import experiment as resnet
+from engine.resnet.device import pick_device
 from ui.charts import color, metric_chart, run_order, waiting
 from ui.jobs import downloads, live, run_controls
 from ui.labels import metric
@@ -102,7 +103,7 @@ def data_panel(dataset: str, data_dir: str) -> bool:
 
 
 try:
-    resnet.pick_device(config.device)
+    pick_device(config.device)
 except RuntimeError as exc:
     st.warning(f"{exc}. A full CIFAR run on a CPU takes days.")
     st.stop()

@@ -5,9 +5,9 @@ import os
 
 import streamlit as st
 
-from engine import experiments
-from engine import sweep as sweeps
-from engine.experiments.sweep import job_config
+from engine import registry
+from engine.sweeps import grid as sweeps
+from engine.sweeps.experiment import job_config
 from ui.jobs import live, run_controls
 from ui.labels import metric as metric_label
 from ui.links import PAGES, TITLES, page_url, read_changes
@@ -46,7 +46,7 @@ with st.sidebar:
     # URL-bound selectboxes store the shown option in the link: show plain names (no format_func)
     experiment = st.selectbox("Experiment", list(PAGES), key="sweep_exp",  # the experiments with a page
                               bind="query-params", on_change=reset, args=(KEYS + ["sweep_base"],))
-    module = experiments.get(experiment)
+    module = registry.get(experiment)
     maps = sweeps.presets(experiment)
     preset = st.selectbox("Preset", [*maps, *module.PRESETS], key="sweep_preset", bind="query-params",
                           on_change=reset, args=(KEYS[1:] + ["sweep_base"],),

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.experiments import teacher_student as ts
+from engine.relu import teacher_student as ts
 from ui.charts import decay_rules, metric_chart, palette, run_order, waiting
 from ui.jobs import downloads, live, run_controls
 from ui.labels import metric

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.experiments import bouncing
-from engine.recording import Recorder
+from engine.core.recording import Recorder
+from engine.toy import bouncing
 from ui.charts import X_FORMAT, color, metric_chart, palette
 from ui.jobs import downloads
 from ui.paper import definitions, header, look_at

@@ -2,8 +2,7 @@
 
 from dataclasses import dataclass
 
-from engine.config import Config, param
-from engine.experiments import Preset
+from engine.core.config import Config, Preset, param
 
 TITLE = "test experiment"
 

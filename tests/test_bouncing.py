@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine.experiments import bouncing
-from engine.recording import Recorder
+from engine.core.recording import Recorder
+from engine.toy import bouncing
 
 
 def train(config):

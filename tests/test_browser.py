@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_server import CHROMIUM_ARGS, serve
+from tools.app_server import CHROMIUM_ARGS, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"

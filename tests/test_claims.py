@@ -1,10 +1,12 @@
-"""The paper's claims as checks (engine/claims.py): each criterion flips when what it checks fails."""
+"""The paper's claims as checks (engine/core/claims.py): each criterion flips when what it checks fails."""
 
 from __future__ import annotations
 
 import copy
 
-from engine import claims
+from engine.core import claims
+from engine.diagonal.claims import diagonal_large_steps
+from engine.relu.claims import relu_kinks, relu_over_regularized, teacher_alignment
 
 
 def run(label: str, status: str = "done", config: dict | None = None, **final) -> dict:
@@ -22,7 +24,7 @@ def fig2_runs() -> list[dict]:
 
 def test_fig2_checks_hold_on_the_papers_numbers_and_each_fails_alone():
     runs = fig2_runs()
-    assert claims.holds(claims.diagonal_large_steps(runs, 1000, 200))
+    assert claims.holds(diagonal_large_steps(runs, 1000, 200))
     broken = {
         0: lambda rs: rs[2].update(status="diverged"),
         1: lambda rs: rs[1]["history"].update(train_loss=[1.0] * 101),                 # no plateau at 10^-1.5
@@ -34,28 +36,21 @@ def test_fig2_checks_hold_on_the_papers_numbers_and_each_fails_alone():
     for index, breaks in broken.items():
         rs = copy.deepcopy(runs)
         breaks(rs)
-        checks = claims.diagonal_large_steps(rs, 1000, 200)
+        checks = diagonal_large_steps(rs, 1000, 200)
         assert not checks[index].ok and [c.ok for i, c in enumerate(checks) if i != index] == [True] * 5, index
 
 
 def test_relu_and_teacher_checks():
     short = run("2%", train_loss=1e-4, kinks=50, ntk_rank=80, feature_sparsity=0.25)
     long = run("50%", train_loss=5e-4, kinks=15, ntk_rank=30, feature_sparsity=0.1)
-    assert claims.holds(claims.relu_kinks([short, long]))
-    assert not claims.holds(claims.relu_kinks([short, run("50%", train_loss=0.3, kinks=5, ntk_rank=9,
+    assert claims.holds(relu_kinks([short, long]))
+    assert not claims.holds(relu_kinks([short, run("50%", train_loss=0.3, kinks=5, ntk_rank=9,
                                                           feature_sparsity=0.05)]))
     stuck = run("50%", train_loss=0.3)
-    assert claims.holds(claims.relu_over_regularized([short, stuck]))
-    assert not claims.holds(claims.relu_over_regularized([short, long]))
+    assert claims.holds(relu_over_regularized([short, stuck]))
+    assert not claims.holds(relu_over_regularized([short, long]))
     small = run("small", test_loss=6e-4, alignment=0.4)
     large = [run(f"large {k}", test_loss=2e-4, alignment=0.9) for k in range(3)]
-    assert claims.holds(claims.teacher_alignment([small, *large]))
-    assert not claims.holds(claims.teacher_alignment([small, *large[:2], run("x", "diverged", test_loss=1e-4,
+    assert claims.holds(teacher_alignment([small, *large]))
+    assert not claims.holds(teacher_alignment([small, *large[:2], run("x", "diverged", test_loss=1e-4,
                                                                              alignment=1.0)]))
-
-
-def test_the_stuck_threshold_is_one_number():
-    from engine import sweep
-    from engine.experiments import relu1d
-
-    assert relu1d.STUCK_LOSS == claims.STUCK_LOSS == sweep.presets("relu1d")["map-warmup"].stuck_above

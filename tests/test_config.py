@@ -2,8 +2,9 @@
 
 import pytest
 
-from engine.config import field_info, with_settings
-from engine.experiments import bouncing
+from engine.core.config import field_info, with_settings
+from engine.diagonal.config import FIG2, DiagonalConfig
+from engine.toy import bouncing
 
 
 def test_out_of_range_value_names_field_value_and_range():
@@ -38,16 +39,14 @@ def test_field_info_exposes_bounds_for_widgets():
 
 
 def test_runs_need_distinct_names():
-    from engine.experiments import diagonal
 
-    run = diagonal.FIG2.runs[0]
+    run = FIG2.runs[0]
     with pytest.raises(ValueError, match="runs: names must differ"):
-        diagonal.FIG2.replace(runs=(run, run))
+        FIG2.replace(runs=(run, run))
 
 
 # ----------------------------------------------------------------------------- bad input (issue 8, section 4)
 def test_an_int_field_rejects_a_fraction_and_equal_numbers_give_one_key():
-    from engine.experiments import diagonal
 
     for make in (lambda: bouncing.Config(steps=1000.5), lambda: bouncing.Config.from_dict({"steps": 1000.5})):
         with pytest.raises(ValueError, match=r"^steps=1000\.5 is not a whole number: expected an integer in "
@@ -58,7 +57,7 @@ def test_an_int_field_rejects_a_fraction_and_equal_numbers_give_one_key():
     assert whole.key("bouncing") == bouncing.Config(steps=1000, eta=1.0).key("bouncing")
     assert whole.to_dict()["steps"] == 1000 and '"steps": 1000,' in __import__("json").dumps(whole.to_dict())
     with pytest.raises(ValueError, match=r"^steps='1000' is not a number: expected an integer in \[1, 1000001\]$"):
-        diagonal.DiagonalConfig.from_dict({"steps": "1000"})
+        DiagonalConfig.from_dict({"steps": "1000"})
 
 
 def test_type_errors_give_the_allowed_range():
@@ -79,9 +78,8 @@ def test_unicode_digits_are_not_numbers():
 
 
 def diagonal_fig2():
-    from engine.experiments import diagonal
 
-    return diagonal.FIG2
+    return FIG2
 
 
 def test_a_runs_table_cannot_be_set_as_one_value():
@@ -131,9 +129,9 @@ def test_bool_fields_take_only_true_or_false():
 
 
 def test_an_empty_preset_name_is_an_error_not_the_default():
-    from engine import experiments
+    from engine import registry
 
     with pytest.raises(ValueError, match=r"^unknown preset '' for bouncing: expected one of prop3, below, above$"):
-        experiments.preset("bouncing", "")
-    assert experiments.preset("bouncing")[0] == "prop3"
+        registry.preset("bouncing", "")
+    assert registry.preset("bouncing")[0] == "prop3"
 

@@ -13,10 +13,16 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from engine import claims, diagonal_data, diagonal_kernels, diagonal_sim, schedules
-from engine.diagonal_kernels import GD, SDE, SGD
-from engine.experiments import diagonal, diagonal_edge
-from engine.recording import Cancelled, Recorder
+from engine.core import claims, schedules
+from engine.core.recording import Cancelled, Recorder
+from engine.diagonal import data as diagonal_data
+from engine.diagonal import edge as diagonal_edge
+from engine.diagonal import experiment as diagonal
+from engine.diagonal import kernels as diagonal_kernels
+from engine.diagonal import sim as diagonal_sim
+from engine.diagonal.claims import diagonal_gd_vs_sgd, diagonal_large_steps
+from engine.diagonal.config import DiagonalRun
+from engine.diagonal.kernels import GD, SDE, SGD
 
 FIG2, FIG8, FIG3 = (diagonal.PRESETS[k].config for k in ("fig2", "fig8", "fig3"))
 
@@ -62,7 +68,7 @@ def test_data_is_the_authors_recipe():
         assert data.x_fresh.shape == (2 * c.d, c.d)
 
 
-def reference(c, run: diagonal.DiagonalRun, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def reference(c, run: DiagonalRun, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The update rules of EXPERIMENTS section 2 and Eq. 8, one step at a time in numpy."""
     data = diagonal_data.make_data(c)
     x, y, n = data.x, data.y, c.n
@@ -83,10 +89,10 @@ def reference(c, run: diagonal.DiagonalRun, steps: int, seed: int) -> tuple[np.n
 
 
 @pytest.mark.parametrize("run", [
-    diagonal.DiagonalRun("sgd", "SGD", 0.282, 0.005, 4.8),
-    diagonal.DiagonalRun("sgd batch", "SGD", 0.5, batch_size=4),
-    diagonal.DiagonalRun("gd", "GD", 0.5, 0.2, 2.0),
-    diagonal.DiagonalRun("sde", "SDE", 0.282, noise_level=0.03),
+    DiagonalRun("sgd", "SGD", 0.282, 0.005, 4.8),
+    DiagonalRun("sgd batch", "SGD", 0.5, batch_size=4),
+    DiagonalRun("gd", "GD", 0.5, 0.2, 2.0),
+    DiagonalRun("sde", "SDE", 0.282, noise_level=0.03),
 ])
 def test_kernel_follows_the_update_rules(run):
     c = FIG2.replace(steps=1000, runs=(run,), first_seed=3)
@@ -99,8 +105,8 @@ def test_kernel_follows_the_update_rules(run):
 
 
 def test_results_do_not_depend_on_chunking_or_on_other_rows():
-    runs = (diagonal.DiagonalRun("a", "SGD", 0.282), diagonal.DiagonalRun("b", "SGD", 0.3, batch_size=3),
-            diagonal.DiagonalRun("c", "GD", 2.0), diagonal.DiagonalRun("d", "SDE", 0.2, noise_level=0.05))
+    runs = (DiagonalRun("a", "SGD", 0.282), DiagonalRun("b", "SGD", 0.3, batch_size=3),
+            DiagonalRun("c", "GD", 2.0), DiagonalRun("d", "SDE", 0.2, noise_level=0.05))
     c = FIG8.replace(steps=3000, runs=runs, seeds=2)
     data = diagonal_data.make_data(c)
     rows, lr, _ = diagonal_sim.plan(c)
@@ -122,8 +128,8 @@ def test_each_kernel_compiles_once():
     """Training, the edge finder and warm_up() call the kernels with one set of argument types, so a page's
     warm-up (or numba's disk cache) covers every later run: no hidden multi-second compile on a Run."""
     diagonal_kernels.warm_up()
-    runs = (diagonal.DiagonalRun("a", "SGD", 0.2), diagonal.DiagonalRun("b", "SGD", 0.2, batch_size=2),
-            diagonal.DiagonalRun("c", "GD", 0.5), diagonal.DiagonalRun("d", "SDE", 0.2))
+    runs = (DiagonalRun("a", "SGD", 0.2), DiagonalRun("b", "SGD", 0.2, batch_size=2),
+            DiagonalRun("c", "GD", 0.5), DiagonalRun("d", "SDE", 0.2))
     run_config(FIG3.replace(steps=301, runs=runs, plane=False))
     diagonal_edge.find_edge(FIG3, 0, seeds=1, steps=101)
     entry_points = (diagonal_kernels.advance, diagonal_kernels.residual_losses, diagonal_kernels.quadratic_forms)
@@ -143,7 +149,7 @@ def test_sde_noise_matches_sgd_noise_at_the_loss_level():
     loss = r @ r / (2 * c.n)
     xv = data.x * v
     sgd = (c.n * (r**2 * (xv**2).sum(1)).sum() - ((xv.T @ r) ** 2).sum()) / c.n**2
-    run = diagonal.DiagonalRun("sde", "SDE", noise_level=loss)
+    run = DiagonalRun("sde", "SDE", noise_level=loss)
     sde = diagonal_sim.sde_delta(run, c.n) * (xv**2).sum()
     assert 1e-3 < loss < 1e-1 and 0.5 < sde / sgd < 2.0
 
@@ -157,7 +163,7 @@ def fig2_seeds():
 
 
 def fig2_checks(runs: dict[str, dict]) -> list:
-    return claims.diagonal_large_steps(list(runs.values()), FIG2.steps, FIG2.d)
+    return diagonal_large_steps(list(runs.values()), FIG2.steps, FIG2.d)
 
 
 @pytest.mark.slow
@@ -207,7 +213,7 @@ def fig8():
 
 
 def test_fig8_gd_stabilizes_but_stays_dense_while_sgd_sparsifies(fig8):
-    checks = claims.diagonal_gd_vs_sgd(fig8["runs"], FIG8.d)
+    checks = diagonal_gd_vs_sgd(fig8["runs"], FIG8.d)
     assert claims.holds(checks), checks
     gd = [r for r in fig8["runs"] if r["config"]["algorithm"] == "GD"]
     for r in gd:
@@ -309,7 +315,7 @@ def test_cli_writes_the_json_contract(tmp_path):
 
 # ----------------------------------------------------------------------------- divergence, cancel, bounds
 def test_divergence_keeps_history_and_other_runs_go_on():
-    c = FIG2.replace(steps=5001, runs=(FIG2.runs[0], diagonal.DiagonalRun("too large", "SGD", 1.5)))
+    c = FIG2.replace(steps=5001, runs=(FIG2.runs[0], DiagonalRun("too large", "SGD", 1.5)))
     ok, bad = run_config(c)["runs"]
     assert ok["status"] == "done" and ok["history"]["step"][-1] == 5001
     assert bad["status"] == "diverged" and bad["message"].startswith("diverged at step")
@@ -356,7 +362,7 @@ def test_bounds_and_cross_checks():
     with pytest.raises(ValueError, match="steps"):
         FIG2.replace(steps=2_000_000)
     with pytest.raises(ValueError, match="algorithm"):
-        diagonal.DiagonalRun("x", "Adam")
+        DiagonalRun("x", "Adam")
     with pytest.raises(ValueError, match="names must differ"):
         FIG2.replace(runs=(FIG2.runs[0], FIG2.runs[0]))
 
@@ -375,7 +381,7 @@ def test_sde_preset_noise_alone_sparsifies_while_noiseless_gd_stays_dense():
 def test_a_job_is_bounded_in_runs_and_in_steps_x_runs_x_seeds():
     """The limits admit every preset at 20 seeds and the sweep preset's points; a URL asking for more is refused
     with the limit in the message (today 1,000,001 steps x 8 runs x 20 seeds validate)."""
-    from engine import sweep
+    from engine.sweeps import grid as sweep
 
     for preset in diagonal.PRESETS.values():
         preset.config.replace(seeds=20)

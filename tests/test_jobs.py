@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from engine import experiments
+from engine import registry
 from engine.jobs import JobManager
 from engine.store import Store
 from tests import sleepy_experiment as sleepy
@@ -12,7 +12,7 @@ from tests import sleepy_experiment as sleepy
 
 @pytest.fixture
 def manager(tmp_path, monkeypatch):
-    monkeypatch.setitem(experiments.MODULES, "sleepy", "tests.sleepy_experiment")
+    monkeypatch.setitem(registry.MODULES, "sleepy", "tests.sleepy_experiment")
     return JobManager(Store(tmp_path / "store"))
 
 
@@ -128,7 +128,7 @@ def test_fifty_submissions_run_on_a_bounded_pool_with_queue_places(tmp_path, mon
 
     from engine.jobs import QueueFull
 
-    monkeypatch.setitem(experiments.MODULES, "sleepy", "tests.sleepy_experiment")
+    monkeypatch.setitem(registry.MODULES, "sleepy", "tests.sleepy_experiment")
     manager = JobManager(Store(tmp_path / "store"), workers=2, quick_queue=32)
     before = threading.active_count()
     jobs, refused = [], []
@@ -262,8 +262,8 @@ def test_thread_limits_hold_while_a_job_runs_and_not_for_the_process(manager, mo
 def test_the_eta_comes_from_the_recent_rate_not_from_a_slow_start(monkeypatch):
     """A job that spent 60 s loading data, then advances 1% per second, has about 40 s left at 60%; the
     elapsed/progress estimate would say 80 s."""
+    from engine.core.recording import Recorder
     from engine.jobs import Job
-    from engine.recording import Recorder
 
     job = Job("k", "sleepy", None, Recorder("sleepy", {}))
     clock = {"t": 1000.0}

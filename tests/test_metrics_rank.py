@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from engine import diagonal_data, diagonal_sim, schedules
-from engine.experiments import diagonal
-from engine.metrics import DiagonalRank, diagonal_phi, l0_norm, ntk_rank_bruteforce, rank_from_singular_values
+from engine.core import schedules
+from engine.core.metrics import DiagonalRank, diagonal_phi, l0_norm, ntk_rank_bruteforce, rank_from_singular_values
+from engine.diagonal import data as diagonal_data
+from engine.diagonal import experiment as diagonal
+from engine.diagonal import sim as diagonal_sim
 
 D = 60
 

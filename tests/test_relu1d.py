@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine import relu_nets as rn
-from engine.experiments import relu1d
-from engine.recording import Cancelled, Recorder
-from engine.torch_draws import TorchRandom
+from engine.core.recording import Cancelled, Recorder
+from engine.core.torch_draws import TorchRandom
+from engine.relu import nets as rn
+from engine.relu import relu1d
+from engine.relu.claims import STUCK_LOSS
 
 
 def run_preset(preset: str, **changes) -> dict:
@@ -270,15 +271,15 @@ def test_fig4_both_runs_fit(fig4) -> None:
                    "(10, 13, 22; over 3-26 at 4 of 24, and 24); at seed 3 in 4 of 12 inits 1e-7 away: sticking is one "
                    "outcome of a bistable, chaotic run (see the presets' note)")
 def test_fig9_the_long_phase_no_longer_fits(fig9) -> None:
-    assert _holds(fig9, lambda r: r["long"]["final"]["train_loss"] > relu1d.STUCK_LOSS
+    assert _holds(fig9, lambda r: r["long"]["final"]["train_loss"] > STUCK_LOSS
                   and r["short"]["final"]["train_loss"] < 1e-2) == [True, True]
 
 
 def test_a_job_is_bounded_in_runs_and_in_steps_x_runs_x_seeds():
     """Every preset runs at 20 seeds and the sweep preset's points fit; a URL asking for more (any number of runs
     validated before) is refused with the limit in the message."""
-    from engine import sweep
-    from engine.experiments.relu_runs import MAX_WORK
+    from engine.relu.runs import MAX_WORK
+    from engine.sweeps import grid as sweep
 
     for preset in relu1d.PRESETS.values():
         preset.config.replace(seeds=20)

@@ -7,8 +7,8 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.experiments import relu1d
-from engine.experiments import teacher_student as ts
+from engine.relu import relu1d
+from engine.relu import teacher_student as ts
 from tests.page_helpers import PAGES, run_until_done
 
 

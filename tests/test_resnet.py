@@ -24,22 +24,27 @@ import numpy as np
 import pytest
 import torch
 
-from engine import cifar
-from engine.experiments import resnet as R
+from engine.core.recording import Cancelled, Recorder
 from engine.jobs import JobManager
-from engine.recording import Cancelled, Recorder
-from engine.resnet import block_shapes, resnet
+from engine.resnet import cifar
+from engine.resnet import experiment as R
+from engine.resnet.checkpoints import read_checkpoint, write_checkpoint
+from engine.resnet.config import ResNetConfig, RunSpec, decay_steps, lr_schedule
+from engine.resnet.device import DeviceData, fast_path, pick_device
+from engine.resnet.measures import autocast, block_sparsity, pick_units
+from engine.resnet.model import block_shapes, resnet
+from engine.resnet.training import Training
 from engine.store import Store
 
 METRICS = ["train_loss", "train_error", "test_loss", "test_error", "lr", "epoch", "images_per_s",
            *(f"sparsity_block{i}" for i in range(1, 5))]
 
 
-def tiny(**changes) -> R.ResNetConfig:
+def tiny(**changes) -> ResNetConfig:
     """A cpu-demo-shaped config small enough for CI: digits, width 4, 2 epochs of 21 steps, two runs."""
     base = R.PRESETS["cpu-demo"].config.replace(
         width=4, epochs=2, eval_every=10, sparsity_images=256, device="cpu",
-        runs=(R.RunSpec("small", "constant", 0.05), R.RunSpec("large, 50%", "exp-warmup", 0.3, 0.5)))
+        runs=(RunSpec("small", "constant", 0.05), RunSpec("large, 50%", "exp-warmup", 0.3, 0.5)))
     return base.replace(**changes)
 
 
@@ -81,18 +86,18 @@ def test_init_is_a_function_of_the_seed():
 # ----------------------------------------------------------------------------- schedules
 def test_schedules_match_hand_values():
     n = 1000
-    warm = R.lr_schedule(R.RunSpec("l", "exp-warmup", 0.75, 0.3), n)
+    warm = lr_schedule(RunSpec("l", "exp-warmup", 0.75, 0.3), n)
     assert warm[0] == pytest.approx(0.75)
     assert warm[100] == pytest.approx(1.2216710)              # 0.75 * 1.05**10 at t = 0.1
     assert warm[299] == pytest.approx(0.75 * 1.05**29.9)      # last warmup step
     assert warm[300] == pytest.approx(0.32414568)             # 0.75 * 1.05**30 / 10
     assert warm[899] == pytest.approx(0.32414568)
     assert warm[900] == pytest.approx(0.032414568)            # / 100 from t = 0.9
-    step = R.lr_schedule(R.RunSpec("s", "step", 0.05, 0.5), n)
+    step = lr_schedule(RunSpec("s", "step", 0.05, 0.5), n)
     assert (step[499], step[500], step[899], step[900]) == pytest.approx((0.05, 0.005, 0.005, 0.0005))
-    assert np.all(R.lr_schedule(R.RunSpec("c", "constant", 0.01), n) == 0.01)
-    assert R.decay_steps(R.RunSpec("l", "exp-warmup", 0.75, 0.3), n) == [300, 900]
-    assert R.decay_steps(R.RunSpec("c"), n) == []
+    assert np.all(lr_schedule(RunSpec("c", "constant", 0.01), n) == 0.01)
+    assert decay_steps(RunSpec("l", "exp-warmup", 0.75, 0.3), n) == [300, 900]
+    assert decay_steps(RunSpec("c"), n) == []
 
 
 def test_presets_are_the_papers_settings():
@@ -111,7 +116,7 @@ def test_presets_are_the_papers_settings():
 
 
 def test_augmentation_is_a_padded_crop_or_its_mirror():
-    data = R.DeviceData(cifar.load_digits(), torch.device("cpu"), tiny())
+    data = DeviceData(cifar.load_digits(), torch.device("cpu"), tiny())
     x = data.train_x[:32]
     out = data.augment(x, torch.Generator().manual_seed(0))
     p = data.pad
@@ -126,14 +131,14 @@ def test_augmentation_is_a_padded_crop_or_its_mirror():
 
 
 def test_block_sparsity_is_the_coefficient_of_the_flattened_outputs_on_chosen_units():
-    from engine.recording import Recorder
-    from engine.sparsity import feature_sparsity
+    from engine.core.recording import Recorder
+    from engine.core.sparsity import feature_sparsity
 
     config = tiny(sparsity_images=300)
-    data = R.DeviceData(cifar.load_digits(), torch.device("cpu"), config)
+    data = DeviceData(cifar.load_digits(), torch.device("cpu"), config)
     model = resnet("resnet18", 10, 4, in_channels=1, seed=3).eval()
-    units = R.pick_units("resnet18", 4, data.shape, seed=3)
-    got = R.block_sparsity(model, data, units, Recorder("resnet", {}), batch=128)
+    units = pick_units("resnet18", 4, data.shape, seed=3)
+    got = block_sparsity(model, data, units, Recorder("resnet", {}), batch=128)
     with torch.no_grad():
         _, blocks = model(data.inputs(data.train_x[data.sparsity_idx]), return_blocks=True)
     for value, out, (ch, r, col) in zip(got, blocks, units, strict=True):
@@ -292,7 +297,7 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
-        R.pick_device("cuda")
+        pick_device("cuda")
 
 
 # ----------------------------------------------------------------------------- training
@@ -363,9 +368,9 @@ def test_cancel_keeps_the_history_and_a_new_manager_resumes_from_the_saved_epoch
 
 
 def test_a_blow_up_ends_diverged_and_keeps_its_history():
-    from engine.recording import Recorder
+    from engine.core.recording import Recorder
 
-    config = tiny(epochs=1, runs=(R.RunSpec("huge", "exp-warmup", 10.0, 1.0, 1.2),), setting="sota")
+    config = tiny(epochs=1, runs=(RunSpec("huge", "exp-warmup", 10.0, 1.0, 1.2),), setting="sota")
     rec = Recorder("resnet", config.to_dict())
     R.run(config, rec, None)
     run = rec.view()["runs"][0]
@@ -375,10 +380,10 @@ def test_a_blow_up_ends_diverged_and_keeps_its_history():
 
 
 # ----------------------------------------------------------------------------- checkpoints
-ONE_RUN = (R.RunSpec("large", "exp-warmup", 0.3, 0.5),)
+ONE_RUN = (RunSpec("large", "exp-warmup", 0.3, 0.5),)
 
 
-def one_run(epochs: int) -> R.ResNetConfig:
+def one_run(epochs: int) -> ResNetConfig:
     """The tiny config with one run and one checkpoint per epoch (21 iterations)."""
     return tiny(epochs=epochs, eval_every=21, sparsity_images=64, runs=ONE_RUN)
 
@@ -464,13 +469,13 @@ def test_two_processes_saving_one_checkpoint_do_not_clash(tmp_path, monkeypatch)
     def replace(src, dst):
         if not nested:
             nested.append(src)
-            R.write_checkpoint(tmp_path / "run0", 1, record, dict(state, gen=torch.ones(4)))
+            write_checkpoint(tmp_path / "run0", 1, record, dict(state, gen=torch.ones(4)))
         real(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    R.write_checkpoint(tmp_path / "run0", 1, record, state)
+    write_checkpoint(tmp_path / "run0", 1, record, state)
     monkeypatch.undo()
-    saved = R.read_checkpoint(tmp_path / "run0-e0001.json")
+    saved = read_checkpoint(tmp_path / "run0-e0001.json")
     assert torch.equal(saved["gen"], torch.zeros(4)) and saved["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run0-e0001.json", "run0-e0001.pt"]
 
@@ -499,7 +504,7 @@ def test_a_checkpoint_that_cannot_be_written_is_a_warning_on_the_run(tmp_path, m
 def test_a_job_is_bounded_in_runs_and_in_epochs_x_runs_x_seeds():
     """Every preset runs at its most seeds (5) and the sweep presets' points fit; a URL asking for more runs (any
     number validated before) or epochs x runs x seeds than the limit is refused with the limit in the message."""
-    from engine import sweep
+    from engine.sweeps import grid as sweep
 
     for preset in R.PRESETS.values():
         preset.config.replace(seeds=5)
@@ -513,14 +518,14 @@ def test_a_job_is_bounded_in_runs_and_in_epochs_x_runs_x_seeds():
 
 
 def test_preflight_names_missing_data_or_device_before_any_work(tmp_path, monkeypatch):
-    from engine import experiments
+    from engine import registry
 
     monkeypatch.setenv("SPARSE_SGD_DATA", str(tmp_path))
     c = R.PRESETS["fig7-plain"].config.replace(device="cpu")
-    assert experiments.preflight("resnet", c).startswith("CIFAR-10 is not on disk in the data root: download it")
-    assert "is outside the data root" in experiments.preflight("resnet", c.replace(data_dir="../.."))
-    assert experiments.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cpu")) is None
-    cuda = experiments.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cuda"))
+    assert registry.preflight("resnet", c).startswith("CIFAR-10 is not on disk in the data root: download it")
+    assert "is outside the data root" in registry.preflight("resnet", c.replace(data_dir="../.."))
+    assert registry.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cpu")) is None
+    cuda = registry.preflight("resnet", R.PRESETS["cpu-demo"].config.replace(device="cuda"))
     assert (cuda is None) == torch.cuda.is_available()
 
 
@@ -547,7 +552,7 @@ def _epoch(width: int, **setting) -> dict:
     """One epoch on the digits (21 steps of 64 at the cpu-demo's small step 0.01, checkpoints at 0, 7, 14, 21)."""
     c = R.PRESETS["cpu-demo"].config.replace(width=width, epochs=1, eval_every=7, sparsity_images=256,
                                              train_eval_batches=2, device="cpu",
-                                             runs=(R.RunSpec("small", "constant", 0.01),), **setting)
+                                             runs=(RunSpec("small", "constant", 0.01),), **setting)
     rec = Recorder("resnet", c.to_dict())
     R.run(c, rec, None)
     return rec.view()
@@ -557,7 +562,7 @@ def _mean_distance(run: dict) -> float:
     return float(np.mean(list(run["snapshots"]["distance_from_init"][-1]["value"].values())))
 
 
-# channels_last and compile need width >= 16 on a CPU (R.CPU_MIN_WIDTH); bf16 is slow there without native bf16
+# channels_last and compile need width >= 16 on a CPU (CPU_MIN_WIDTH); bf16 is slow there without native bf16
 # (2x float32's time at width 4, 5x at 8, 10x at 16), so it trains at width 4. torch.compile's first build of the
 # forward and backward takes ~35 s on the dev machine (seconds once inductor's disk cache holds it).
 @pytest.mark.parametrize("setting, width, tol, step0_tol", [
@@ -592,35 +597,35 @@ def test_each_gpu_setting_trains_a_cpu_epoch_like_float32(setting, width, tol, s
 def test_auto_is_the_gpu_path_on_cuda_and_float32_on_the_cpu():
     c, cpu, cuda = R.PRESETS["fig7-plain"].config, torch.device("cpu"), torch.device("cuda")
     assert (c.precision, c.memory_format, c.fused_sgd, c.compile) == ("auto", "auto", "auto", False)
-    assert R.fast_path(c, cuda) == dict(precision="bf16", channels_last=True, fused_sgd=True, compile=False)
-    assert R.fast_path(c, cpu) == dict(precision="float32", channels_last=False, fused_sgd=False, compile=False)
+    assert fast_path(c, cuda) == dict(precision="bf16", channels_last=True, fused_sgd=True, compile=False)
+    assert fast_path(c, cpu) == dict(precision="float32", channels_last=False, fused_sgd=False, compile=False)
     chosen = c.replace(precision="float32", memory_format="contiguous", fused_sgd="off", compile=True)
-    assert R.fast_path(chosen, cuda) == R.fast_path(chosen, cpu) == dict(precision="float32", channels_last=False,
+    assert fast_path(chosen, cuda) == fast_path(chosen, cpu) == dict(precision="float32", channels_last=False,
                                                                          fused_sgd=False, compile=True)
     demo = R.PRESETS["cpu-demo"].config.replace(precision="bf16", memory_format="channels_last", fused_sgd="on")
-    assert R.fast_path(demo, cpu) == dict(precision="bf16", channels_last=True, fused_sgd=True, compile=False)
-    data = R.DeviceData(cifar.load("digits"), cpu, demo)
+    assert fast_path(demo, cpu) == dict(precision="bf16", channels_last=True, fused_sgd=True, compile=False)
+    data = DeviceData(cifar.load("digits"), cpu, demo)
     rec = Recorder("resnet", demo.to_dict())
-    training = R.Training(demo, demo.runs[0], 0, data, rec, rec.add_run("r"), None, 0, 1)
+    training = Training(demo, demo.runs[0], 0, data, rec, rec.add_run("r"), None, 0, 1)
     assert training.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert training.opt.defaults["fused"] is True
-    with R._autocast(data):
+    with autocast(data):
         assert training.model(data.inputs(data.train_x[:2])).dtype == torch.bfloat16
 
 
 def test_channels_last_or_compile_below_width_16_on_a_cpu_is_refused_before_any_work():
     # oneDNN's 1x1 stride-2 weight gradient in channels_last corrupts the heap below 8 input channels on this AVX2
     # machine (16 with AVX-512): a refusal, never a crash.
-    from engine import experiments
+    from engine import registry
 
     c = tiny(width=8, device="cpu")
     for setting in (dict(memory_format="channels_last"), dict(compile=True)):
-        problem = experiments.preflight("resnet", c.replace(**setting))
+        problem = registry.preflight("resnet", c.replace(**setting))
         assert problem.startswith(f"{next(iter(setting))}=") and "needs width >= 16 on a CPU (width=8)" in problem
         with pytest.raises(ValueError, match="needs width >= 16 on a CPU"):
             R.run(c.replace(**setting), Recorder("resnet", {}), None)
-    assert experiments.preflight("resnet", c.replace(width=16, memory_format="channels_last")) is None
-    assert experiments.preflight("resnet", c.replace(precision="bf16", fused_sgd="on")) is None
+    assert registry.preflight("resnet", c.replace(width=16, memory_format="channels_last")) is None
+    assert registry.preflight("resnet", c.replace(precision="bf16", fused_sgd="on")) is None
 
 
 def test_the_gpu_check_script_runs_on_the_cpu_in_smoke_mode(tmp_path):

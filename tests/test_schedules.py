@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine import schedules
+from engine.core import schedules
 
 
 def test_step_decay_divides_once_at_the_fraction():

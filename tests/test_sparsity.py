@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.sparsity import feature_sparsity, kinks
+from engine.core.sparsity import feature_sparsity, kinks
 
 
 def _pearson(u: np.ndarray, v: np.ndarray) -> float:

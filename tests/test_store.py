@@ -18,11 +18,13 @@ import diskcache
 import pytest
 
 import engine
-from engine import experiments
-from engine.experiments import bouncing, diagonal
+from engine import registry
+from engine.core.recording import Recorder
+from engine.core.version import ENGINE_VERSION, source_version
+from engine.diagonal import experiment as diagonal
 from engine.jobs import JobManager
-from engine.recording import Recorder
 from engine.store import Store, key_of
+from engine.toy import bouncing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,15 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_engine_version_changes_with_any_source_file(tmp_path):
     copy = tmp_path / "engine"
     shutil.copytree(Path(engine.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert engine.source_version(copy) == engine.ENGINE_VERSION
-    kernels = copy / "diagonal_kernels.py"
+    assert source_version(copy) == ENGINE_VERSION
+    kernels = copy / "diagonal" / "kernels.py"
     kernels.write_text(kernels.read_text().replace("BLOWUP = 1e6", "BLOWUP = 1e7"))
-    assert engine.source_version(copy) != engine.ENGINE_VERSION
+    assert source_version(copy) != ENGINE_VERSION
 
 
 def test_a_config_key_depends_on_the_engine_version(monkeypatch):
     key = diagonal.PRESETS["fig2"].config.key("diagonal")
-    monkeypatch.setattr("engine.config.ENGINE_VERSION", "other")
+    monkeypatch.setattr("engine.core.config.ENGINE_VERSION", "other")
     assert diagonal.PRESETS["fig2"].config.key("diagonal") != key
 
 
@@ -97,8 +99,8 @@ def test_a_corrupt_database_is_moved_aside_and_a_new_one_serves(tmp_path, how):
 def test_every_presets_stored_result_names_its_own_key():
     # A hit must record the config asked for: the store rebuilds the key from the stored experiment and config,
     # so every config has to come back from its dict with the same key (else its results would never be reused).
-    for name in experiments.names():
-        for preset in experiments.get(name).PRESETS.values():
+    for name in registry.names():
+        for preset in registry.get(name).PRESETS.values():
             c = preset.config
             assert key_of(dict(experiment=name, config=c.to_dict())) == c.key(name), name
 
@@ -148,7 +150,7 @@ def test_results_are_json_data_and_a_planted_pickle_never_runs(tmp_path):
         (mode, value), = db.execute("SELECT mode, value FROM Cache WHERE key = ?", (small.key("bouncing"),))
     assert mode == diskcache.core.MODE_RAW
     entry = json.loads(zlib.decompress(value))
-    assert entry["result"]["config"] == small.to_dict() and entry["engine_version"] == engine.ENGINE_VERSION
+    assert entry["result"]["config"] == small.to_dict() and entry["engine_version"] == ENGINE_VERSION
 
 
 def test_a_read_only_cache_leaves_runs_working_with_a_warning(tmp_path, monkeypatch):
@@ -174,7 +176,7 @@ def test_a_read_only_cache_leaves_runs_working_with_a_warning(tmp_path, monkeypa
 
 FULL_DISK = """
 import resource, signal, sys
-from engine.experiments import bouncing
+from engine.toy import bouncing
 from engine.jobs import JobManager
 from engine.store import Store, key_of
 store = Store(sys.argv[1])
@@ -216,13 +218,13 @@ def test_gc_purges_other_versions_and_stale_or_finished_work(tmp_path, monkeypat
         return folder
 
     now = time.time()
-    resumable = work("resumable", engine.ENGINE_VERSION, {"run0-e0001.pt": 10, "run0-e0001.json": 10,
+    resumable = work("resumable", ENGINE_VERSION, {"run0-e0001.pt": 10, "run0-e0001.json": 10,
                                                            "run0-e0002.pt.123.abc.tmp": 10})
-    crashed = work("crashed", engine.ENGINE_VERSION, {"run0-e0001.pt": 10, "run0-e0001.pt.9.x.tmp": 10}, age=7200)
+    crashed = work("crashed", ENGINE_VERSION, {"run0-e0001.pt": 10, "run0-e0001.pt.9.x.tmp": 10}, age=7200)
     foreign = work("foreign", "older", {"run0-e0001.pt": 10})
-    finished_work = work(done.key("bouncing"), engine.ENGINE_VERSION, {"run0-e0003.pt": 10})
-    empty = work("empty", engine.ENGINE_VERSION, {}, age=7200)
-    abandoned = work("abandoned", engine.ENGINE_VERSION, {"run0-e0001.pt": 10}, age=30 * 86400)
+    finished_work = work(done.key("bouncing"), ENGINE_VERSION, {"run0-e0003.pt": 10})
+    empty = work("empty", ENGINE_VERSION, {}, age=7200)
+    abandoned = work("abandoned", ENGINE_VERSION, {"run0-e0001.pt": 10}, age=30 * 86400)
 
     removed = store.gc(now=now)
     assert removed == dict(results=1, work_folders=4, tmp_files=1)

@@ -12,14 +12,15 @@ import threading
 
 import pytest
 
-from engine import experiments, sweep_exec
-from engine import sweep as sweeps
+from engine import registry
 from engine.__main__ import main
-from engine.experiments import diagonal
-from engine.experiments.sweep import job_config
+from engine.core.recording import Recorder
+from engine.diagonal import experiment as diagonal
 from engine.jobs import JobManager
-from engine.recording import Recorder
 from engine.store import Store
+from engine.sweeps import execute as sweep_exec
+from engine.sweeps import grid as sweeps
+from engine.sweeps.experiment import job_config
 
 FIG2 = diagonal.PRESETS["fig2"].config
 BASE = FIG2.replace(steps=3001, runs=FIG2.runs[:2], checkpoints=20)
@@ -104,7 +105,7 @@ def test_a_sweep_job_reports_progress_cells_and_cancel(tmp_path):
 
 
 def test_a_failing_point_is_reported_in_its_cell(tmp_path, monkeypatch):
-    monkeypatch.setitem(experiments.MODULES, "sleepy", "tests.sleepy_experiment")
+    monkeypatch.setitem(registry.MODULES, "sleepy", "tests.sleepy_experiment")
     from tests.sleepy_experiment import SleepyConfig
 
     sweep = sweeps.Sweep("sleepy", "default", SleepyConfig(fail_tag=13), (sweeps.Axis("tag", (1, 13, 2)),),
@@ -165,7 +166,7 @@ def test_gpu_points_run_only_on_workers_with_the_gpu_resource(cluster, tmp_path)
         with Client(cluster.scheduler_address) as client:
             client.wait_for_workers(3, timeout=60)
             address = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "gpu-box")
-        base = experiments.get("resnet").PRESETS["cpu-demo"].config
+        base = registry.get("resnet").PRESETS["cpu-demo"].config
         base = base.replace(epochs=1, width=4, sparsity_images=64, eval_every=1000, runs=base.runs[1:2])
         sweep = sweeps.build("resnet", "cpu-demo", axes=["runs.0.lr=0.25,0.5,0.75"], metrics=["test_error"],
                              base=base)

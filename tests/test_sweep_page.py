@@ -38,8 +38,8 @@ def test_bad_axes_are_a_message():
 
 
 def test_a_cell_link_opens_the_same_config_on_its_page():
-    from engine import sweep as sweeps
-    from engine.experiments import diagonal
+    from engine.diagonal import experiment as diagonal
+    from engine.sweeps import grid as sweeps
     from ui.links import page_url
 
     plan = sweeps.build("diagonal", "map-fig2", axes=["runs.0.lr=0.27,0.28"], seeds=2)

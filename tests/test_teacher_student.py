@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine import relu_nets as rn
-from engine.experiments import teacher_student as ts
-from engine.recording import Recorder
+from engine.core.recording import Recorder
+from engine.relu import nets as rn
+from engine.relu import teacher_student as ts
 
 
 def run_preset(preset: str, **changes) -> dict:
@@ -220,8 +220,8 @@ def test_fig6_test_losses_match_the_authors_printed_ones(fig6) -> None:
 def test_a_job_is_bounded_in_runs_work_and_stored_neurons():
     """Every preset runs at 20 seeds and the sweep preset's points fit; more runs, steps x runs x seeds or neuron
     snapshots than a job may hold are refused with the limit in the message."""
-    from engine import sweep
-    from engine.experiments.relu_runs import MAX_WORK
+    from engine.relu.runs import MAX_WORK
+    from engine.sweeps import grid as sweep
 
     for preset in ts.PRESETS.values():
         preset.config.replace(seeds=20)

@@ -15,9 +15,10 @@ import sys
 
 import numpy as np
 
-from engine import diagonal_sim, experiments
-from engine import relu_nets as rn
-from engine.recording import Recorder
+from engine import registry
+from engine.core.recording import Recorder
+from engine.diagonal import sim as diagonal_sim
+from engine.relu import nets as rn
 
 digest = hashlib.sha256()
 _advance = diagonal_sim.Simulator.advance
@@ -45,10 +46,10 @@ def fingerprint(name: str, preset: str) -> dict:
     """sha256 of the trajectories, and each run's status and message (which names a divergence step)."""
     global digest
     digest = hashlib.sha256()
-    _, config = experiments.preset(name, preset)
+    _, config = registry.preset(name, preset)
     config = config.replace(checkpoints=20)  # trajectories do not depend on where they are recorded; metrics cost
     rec = Recorder(name, config.to_dict())
-    experiments.get(name).run(config, rec, None)
+    registry.get(name).run(config, rec, None)
     runs = rec.view()["runs"]
     return dict(trajectories=digest.hexdigest(), runs=[[r["name"], r["status"], r["message"]] for r in runs],
                 final={r["name"]: r["final"] for r in runs})

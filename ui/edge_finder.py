@@ -9,8 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine.experiments import diagonal_edge
-from engine.experiments.diagonal import DiagonalConfig
+from engine.diagonal import edge as diagonal_edge
+from engine.diagonal.config import DiagonalConfig
 from ui.charts import color
 from ui.jobs import live, run_controls
 from ui.widgets import build_config, config_widgets

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from engine import experiments
-from engine.config import Config
+from engine import registry
+from engine.core.config import Config
+from engine.core.recording import export
 from engine.jobs import Job, JobManager, QueueFull
-from engine.recording import export
 from ui.tables import histories_frame
 
 REFRESH_SECONDS = 0.5  # quick jobs: the charts follow training closely
@@ -30,7 +30,7 @@ def warm_up_kernels() -> threading.Thread:
     once per server, so the first Run shows its first point at once."""
 
     def warm() -> None:
-        from engine import diagonal_kernels
+        from engine.diagonal import kernels as diagonal_kernels
 
         diagonal_kernels.warm_up()
 
@@ -51,7 +51,7 @@ def run_controls(experiment: str, config: Config, preset: str | None, label: str
     before Run is offered; a full queue is a message."""
     manager = get_manager()
     job = manager.find(experiment, config)
-    problem = experiments.preflight(experiment, config) if job is None else None
+    problem = registry.preflight(experiment, config) if job is None else None
     left, right, rest, _ = st.columns([1, 1, 1.5, 2.5])
     if extra is not None:
         with rest:

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from engine.config import Config
+from engine.core.config import Config
 
 # experiment -> (page url path, query-parameter prefix of its settings)
 PAGES = {"diagonal": ("diagonal", "diag_"), "relu1d": ("relu_1d", "relu_"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine import experiments
-from engine.config import field_info
+from engine import registry
+from engine.core.config import field_info
 from engine.jobs import Job
 from ui.charts import metric_chart
 from ui.jobs import get_manager
@@ -29,7 +29,7 @@ def named_groups(jobs: list[Job]) -> dict[str, Job]:
     out: dict[str, Job] = {}
     for job in jobs:
         preset = job.recorder.data.get("preset")
-        presets = getattr(experiments.get(job.experiment), "PRESETS", {})
+        presets = getattr(registry.get(job.experiment), "PRESETS", {})
         parts = [preset or "custom settings"]
         for info in varying:
             value = getattr(job.config, info["name"])

@@ -1,11 +1,12 @@
 """The paper on the page: where a page sits in it, what each quantity means, and whether a result shows the
-paper's claim (the same checks the fidelity tests use: engine.claims)."""
+paper's claim (the same checks the fidelity tests use: engine.core.claims)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from engine import claims
+from engine import registry
+from engine.core import claims
 
 PAPER = "https://arxiv.org/abs/2210.05337"
 
@@ -71,7 +72,7 @@ def look_at(text: str) -> None:
 
 def expected_vs_obtained(experiment: str, preset: str | None, view: dict) -> None:
     """After a run: the paper's claims for this preset checked on the result (per seed when there are several)."""
-    check = claims.for_preset(experiment, preset, view["config"])
+    check = registry.claims_for(experiment, preset, view["config"])
     if check is None or view["status"] != "done":
         return
     groups = claims.by_seed(view["runs"])

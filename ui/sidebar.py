@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import experiments
+from engine import registry
 from ui.jobs import get_manager, mine
 from ui.links import PAGES, TITLES, changes, page_url
 
@@ -28,7 +28,7 @@ def describe(job) -> tuple[str, str | None]:
     cannot show it)."""
     preset = job.recorder.data.get("preset")
     title = TITLES.get(job.experiment, job.experiment)
-    module = experiments.get(job.experiment)
+    module = registry.get(job.experiment)
     base = getattr(module, "PRESETS", {}).get(preset)
     if base is None:
         return f"{title}{' · ' + preset if preset else ''}", None

@@ -8,7 +8,7 @@ from dataclasses import fields
 import pandas as pd
 import streamlit as st
 
-from engine.config import Config, check_field, field_info
+from engine.core.config import Config, check_field, field_info
 
 
 def _label(info: dict) -> str:

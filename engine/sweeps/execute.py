@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from engine import ENGINE_VERSION, experiments
-from engine.sweep import Sweep
+from engine import registry
+from engine.core.version import ENGINE_VERSION
+from engine.sweeps.grid import Sweep
 
 log = logging.getLogger(__name__)
 GPU_EXPERIMENTS = ("resnet",)  # their points ask a Dask cluster for a worker with the resource GPU=1
@@ -29,7 +30,7 @@ def run_point(experiment: str, module_name: str, config: dict) -> dict:
 
     from threadpoolctl import threadpool_limits
 
-    from engine.recording import Recorder
+    from engine.core.recording import Recorder
 
     module = importlib.import_module(module_name)
     c = module.Config.from_dict(config)
@@ -69,7 +70,7 @@ def _local(experiment: str, items: list[tuple[int, dict]], workers: int,
     todo = list(items)
     while todo:
         executor = get_reusable_executor(max_workers=workers, timeout=120)
-        futures = {executor.submit(run_point, experiment, experiments.MODULES[experiment], cfg): (i, cfg)
+        futures = {executor.submit(run_point, experiment, registry.MODULES[experiment], cfg): (i, cfg)
                    for i, cfg in todo}
         todo = []
         try:
@@ -118,7 +119,7 @@ def _dask(experiment: str, items: list[tuple[int, dict]], address: str,
                 resources = {"GPU": 1}
             else:
                 notes.append("no worker declares the resource GPU=1: the points run on any worker")
-        module = experiments.MODULES[experiment]
+        module = registry.MODULES[experiment]
         futures = {client.submit(run_point, experiment, module, cfg, resources=resources, retries=1, pure=False): i
                    for i, cfg in items}
         pending = as_completed(list(futures))

@@ -1,6 +1,6 @@
-"""Registry of experiments: one module per setting of the paper, imported only when used.
+"""The experiments by name: one module per experiment, in its family's package, imported only when used.
 
-Each module defines `TITLE`, a `Config` (engine.config.Config), `PRESETS` (name -> Preset, the
+Each module defines `TITLE`, a `Config` (engine.core.config.Config), `PRESETS` (name -> Preset, the
 first is the default), `run(config, rec, workdir)` and optionally `lane(config)` ('quick' jobs
 run on a small pool of worker threads, 'long' jobs queue one at a time, e.g. on the one GPU),
 `CHECKPOINTS = True` (its jobs get a work folder to save resumable state in; others get None) and
@@ -10,28 +10,21 @@ run on a small pool of worker threads, 'long' jobs queue one at a time, e.g. on 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import ModuleType
 
-from engine.config import Config
+from engine.core.claims import Check
+from engine.core.config import Config
 
 MODULES = {
-    "bouncing": "engine.experiments.bouncing",
-    "diagonal": "engine.experiments.diagonal",
-    "diagonal_edge": "engine.experiments.diagonal_edge",
-    "resnet": "engine.experiments.resnet",
-    "relu1d": "engine.experiments.relu1d",
-    "teacher_student": "engine.experiments.teacher_student",
-    "sweep": "engine.experiments.sweep",
+    "bouncing": "engine.toy.bouncing",
+    "diagonal": "engine.diagonal.experiment",
+    "diagonal_edge": "engine.diagonal.edge",
+    "resnet": "engine.resnet.experiment",
+    "relu1d": "engine.relu.relu1d",
+    "teacher_student": "engine.relu.teacher_student",
+    "sweep": "engine.sweeps.experiment",
 }
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named config that reproduces one figure of the paper."""
-
-    config: Config
-    description: str
 
 
 def names() -> list[str]:
@@ -78,3 +71,10 @@ def _cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+def claims_for(experiment: str, preset: str | None, config: dict) -> Callable[[list[dict]], list[Check]] | None:
+    """The checks of a preset's figure, as a function of one seed's runs (None when the preset has none): each
+    experiment module lists its own in `CLAIMS` (preset -> f(runs, config))."""
+    check = getattr(get(experiment), "CLAIMS", {}).get(preset)
+    return None if check is None else (lambda runs: check(runs, config))

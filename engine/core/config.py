@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from engine import ENGINE_VERSION
+from engine.core.version import ENGINE_VERSION
 
 
 def param(default: Any, lo: float | None = None, hi: float | None = None, *, step: float | None = None,
@@ -250,3 +250,11 @@ def field_info(cls: type) -> list[dict]:
     """Each field's name, type, default and metadata: what a page needs to draw a widget for it."""
     hints = typing.get_type_hints(cls)
     return [dict(name=f.name, type=hints[f.name], default=f.default, **f.metadata) for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named config that reproduces one figure of the paper."""
+
+    config: Config
+    description: str

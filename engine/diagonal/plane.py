@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.diagonal_data import Data
+from engine.diagonal.data import Data
 
 if TYPE_CHECKING:
-    from engine.experiments.diagonal import DiagonalConfig
+    from engine.diagonal.config import DiagonalConfig
 
 
 def snapshot_plane(c: DiagonalConfig, data: Data, recorded, ids, path_rows, steps, paths, died, rec,

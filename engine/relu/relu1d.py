@@ -16,17 +16,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine import claims
-from engine import relu_nets as rn
-from engine.config import Config, param
-from engine.experiments import Preset
-from engine.experiments.relu_runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
-from engine.sparsity import feature_sparsity, kinks
-from engine.torch_draws import TorchRandom
+from engine.core.config import Config, Preset, param
+from engine.core.sparsity import feature_sparsity, kinks
+from engine.core.torch_draws import TorchRandom
+from engine.relu import nets as rn
+from engine.relu.claims import RELU1D as CLAIMS  # noqa: F401 (the registry's)
+from engine.relu.runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
 
 TITLE = "Two-layer ReLU net on 1D regression: kinks of the predictor (Fig. 4, 9, 10)"
 N_POINTS = 12
-STUCK_LOSS = claims.STUCK_LOSS  # Fig. 9's over-regularized run: a final train loss above this (near 10^-0.5)
 
 
 # ----------------------------------------------------------------------------- config
@@ -79,7 +77,7 @@ Config = Relu1DConfig
 # checkpoints=10 --set snapshots=2): over seeds 3-22, Fig. 4: both runs fit (train loss < 0.01) in 15 of 20, and
 # the 50% run ends with fewer kinks than the 2% run in 20 of 20 (5-17 vs 49-65); Fig. 9: the 50% run sticks
 # (> STUCK_LOSS) while the 2% run fits in 3 of 20 (seeds 10, 13, 22). Over seeds 3-26: 17 of 24 and 4 of 24.
-# So fig9 opens at seed 13, where claims.relu_over_regularized holds with a margin (2% run: 2e-9, 50% run: 0.26;
+# So fig9 opens at seed 13, where relu_over_regularized holds with a margin (2% run: 2e-9, 50% run: 0.26;
 # at seed 10 the 2% run ends at 0.0087, just under the 1e-2 bar): the paper's seed 3 fits.
 PRESETS = {
     "fig4": Preset(Relu1DConfig(), "warmup to 400 s over s = 2% vs 50%: the long large-step phase leaves few kinks "

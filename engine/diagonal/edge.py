@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import exact
-from engine.config import Config, param
-from engine.diagonal_data import make_data
-from engine.diagonal_sim import ALGORITHMS, CHUNK_OPS, Simulator, Trajectories, sde_delta
-from engine.diagonal_window import probe_window
-from engine.experiments import Preset
-from engine.experiments.diagonal import LOSS_LIMIT, DiagonalConfig, DiagonalRun
+from engine.core import exact
+from engine.core.config import Config, Preset, param
+from engine.diagonal.config import LOSS_LIMIT, DiagonalConfig, DiagonalRun
+from engine.diagonal.data import make_data
+from engine.diagonal.sim import ALGORITHMS, CHUNK_OPS, Simulator, Trajectories, sde_delta
+from engine.diagonal.window import probe_window
 
 TITLE = "Diagonal networks: edge of stability finder (largest surviving step size)"
 MAX_REL_WIDTH = 0.1  # a bracket counts as narrow only once it is also within 10% of its upper end, whatever tol is
@@ -97,7 +96,7 @@ def find_edge(c: DiagonalConfig, run_index: int = 0, seeds: int = 3, steps: int 
     divergence above the last survivor. Returns per-seed `edges` (largest step seen to survive) and
     `upper` (smallest seen to diverge above it), their `median`, `min`, `max` and `spread`. With capped steps
     a late divergence can be missed, so the edge of a longer run can lie lower. (Which steps below the edge
-    sparsify is measured by engine.diagonal_window.probe_window.)"""
+    sparsify is measured by engine.diagonal.window.probe_window.)"""
     t_start = time.time()
     spec = c.runs[run_index]
     steps = int(steps or min(c.steps, 20_001))

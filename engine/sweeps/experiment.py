@@ -1,4 +1,4 @@
-"""A sweep as a background job (engine.sweep + engine.sweep_exec): progress, ETA and Cancel like any run, the
+"""A sweep as a background job (engine.sweeps.grid + engine.sweeps.execute): progress, ETA and Cancel like any run, the
 cells filling in live as points finish. The job's config is the sweep as plain data plus where to run it.
 """
 
@@ -8,10 +8,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from engine import ENGINE_VERSION, sweep_exec
-from engine import sweep as sweeps
-from engine.config import Config, param
-from engine.experiments import Preset
+from engine.core.config import Config, Preset, param
+from engine.core.version import ENGINE_VERSION
+from engine.sweeps import execute as sweep_exec
+from engine.sweeps import grid as sweeps
 
 TITLE = "Sweeps: grids of settings x seeds (phase diagrams), cached point by point"
 USES_STORE = True  # the job manager hands run() its result store: every point is cached under its own key
@@ -19,7 +19,7 @@ USES_STORE = True  # the job manager hands run() its result store: every point i
 
 @dataclass(frozen=True)
 class SweepConfig(Config):
-    sweep: str = param("", help="the sweep as JSON (engine.sweep.to_dict)")
+    sweep: str = param("", help="the sweep as JSON (engine.sweeps.grid.to_dict)")
     scheduler: str = param("", help="address of a Dask scheduler (tcp://HOST:8786); '' = local processes")
     workers: int = param(0, 0, 256, step=1, help="local worker processes (0 = one per core)")
     use_cache: bool = param(True, help="reuse cached points (off: recompute every point)")

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from engine import relu_nets as rn
-from engine.config import Config, check_runs, check_work, param
-from engine.schedules import checkpoint_steps, linear_warmup
+from engine.core.config import Config, check_runs, check_work, param
+from engine.core.schedules import checkpoint_steps, linear_warmup
+from engine.relu import nets as rn
 
 MAX_RUNS = 8            # runs in one job's table
 MAX_WORK = 2_500_000    # steps x runs x seeds of one job: every preset at 20 seeds is at most 1.3 million

@@ -4,7 +4,7 @@ A sweep is a base config, one or two axes over numeric settings (a field `steps`
 `runs.K.lr`) and a number of seeds. Each grid point is an ordinary config of the experiment, with `seeds` set
 (the compiled kernels train all seeds of a point at once: one task per point) and the checkpoint density
 reduced to what final metrics need. Points run on local joblib worker processes or on an existing Dask
-cluster (`engine.sweep_exec`) and stream back as they finish; a cell summarizes one point's seeds for one run
+cluster (`engine.sweeps.execute`) and stream back as they finish; a cell summarizes one point's seeds for one run
 of the config: the median and 10-90% band of each metric over the seeds that survived, and how many seeds
 diverged (or got stuck: final train loss above a threshold).
 """
@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine import claims, experiments
-from engine.config import Config, check_field
+from engine import registry
+from engine.core import claims
+from engine.core.config import Config, check_field
+from engine.relu.claims import STUCK_LOSS
 
 MAX_AXES = 2
 MAX_POINTS = 1000        # grid points of one sweep
@@ -197,7 +199,7 @@ PRESETS: dict[str, dict[str, SweepPreset]] = {
             "the top right.",
             changes=dict(runs=(dict(name="warmup", lr=2e-4, warmup_factor=200.0, warmup_exponent=1.0, at=0.5,
                                     decay=3.0, batch_size=1),)),
-            stuck_above=claims.STUCK_LOSS),
+            stuck_above=STUCK_LOSS),
     },
     "teacher_student": {
         "map-fig5": SweepPreset(
@@ -323,7 +325,7 @@ class Sweep:
             cell["metrics"][m] = (dict(median=float(np.median(values)), p10=float(np.percentile(values, 10)),
                                        p90=float(np.percentile(values, 90))) if len(values) else
                                   dict(median=None, p10=None, p90=None))
-        check = claims.for_preset(self.experiment, self.preset, result["config"])
+        check = registry.claims_for(self.experiment, self.preset, result["config"])
         if check is not None and len(result["config"].get("runs", [])) > 1:  # a whole figure at each point
             cell["holds"] = sum(claims.holds(check(g)) for g in claims.by_seed(result["runs"]).values())
         return cell
@@ -344,7 +346,7 @@ def build(experiment: str, preset: str, axes: list[str] | None = None, seeds: in
         raise ValueError("--preset: a preset name is needed")
     sweep_preset = presets(experiment).get(preset)
     if sweep_preset is not None:
-        _, config = experiments.preset(experiment, sweep_preset.preset)
+        _, config = registry.preset(experiment, sweep_preset.preset)
         changes = dict(sweep_preset.changes)
         if "runs" in changes and config.run_type is not None:
             changes["runs"] = tuple(config.run_type.from_dict(r) for r in changes["runs"])
@@ -356,9 +358,9 @@ def build(experiment: str, preset: str, axes: list[str] | None = None, seeds: in
         links = sweep_preset.links
     else:
         try:
-            _, config = experiments.preset(experiment, preset)
+            _, config = registry.preset(experiment, preset)
         except ValueError:
-            names = [*experiments.get(experiment).PRESETS, *presets(experiment)]
+            names = [*registry.get(experiment).PRESETS, *presets(experiment)]
             raise ValueError(f"unknown preset {preset!r} for {experiment}: expected one of {', '.join(names)}") \
                 from None
         links = ()
@@ -385,7 +387,7 @@ def to_dict(sweep: Sweep) -> dict:
 
 def from_dict(data: dict) -> Sweep:
     """Inverse of `to_dict`."""
-    module = experiments.get(data["experiment"])
+    module = registry.get(data["experiment"])
     base = module.Config.from_dict(data["base"])
     links = tuple(Link(k["source"], k["target"], tuple(tuple(p) for p in k["mapping"])) for k in data.get("links", ()))
     return Sweep(data["experiment"], data["preset"], base, tuple(parse_axis(base, a) for a in data["axes"]),

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import Config, param
-from engine.experiments import Preset
+from engine.core.config import Config, Preset, param
 
 TITLE = "Toy 1D model: loss stabilization by bouncing (Prop. 3) and SGD = GD + label noise"
 ALGORITHMS = ("SGD + GD", "SGD", "GD")

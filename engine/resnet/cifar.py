@@ -5,7 +5,7 @@ CIFAR is read from the pickled batch files torchvision's CIFAR10/CIFAR100 read
 that must stay inside the data root (`$SPARSE_SGD_DATA`, default `data/` beside the engine), as must every
 file once links are followed; a batch is unpickled only when its MD5 sum is the official file's.
 Nothing downloads unless `download()` is called (the page's button, or
-`python -m engine.cifar cifar10`). The digits (1797 8x8 images, bundled with scikit-learn, so
+`python -m engine.resnet.cifar cifar10`). The digits (1797 8x8 images, bundled with scikit-learn, so
 always offline) are upsampled to 16x16 and split 1348 / 449 with a fixed seed.
 """
 
@@ -101,7 +101,7 @@ def resolve_folder(data_dir: str = "", root: str | Path | None = None) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder {_shown(data_dir)} does not exist: create it inside the data root, "
                                 "or download CIFAR into the root (the ResNet page's button or "
-                                "`python -m engine.cifar cifar10`)")
+                                "`python -m engine.resnet.cifar cifar10`)")
     return folder
 
 
@@ -120,7 +120,7 @@ def _batch_files(name: str, folder: Path, root_real: Path) -> list[tuple[str, Pa
             return [(f.name, r) for f, r in zip(files, real)]
     raise FileNotFoundError(
         f"{LABELS[name]} not found in {_relative(folder, root_real)}: expected {sub}/{', '.join(train + test)} (the "
-        f"pickled batches torchvision reads). Download it (page button or `python -m engine.cifar {name}`), or "
+        f"pickled batches torchvision reads). Download it (page button or `python -m engine.resnet.cifar {name}`), or "
         f"extract {name.replace('cifar', 'cifar-')}-python.tar.gz there.")
 
 
@@ -143,7 +143,8 @@ def _read_batches(name: str, files: list[tuple[str, Path]], label_key: str) -> t
         blob = path.read_bytes()
         if hashlib.md5(blob, usedforsecurity=False).hexdigest() != MD5[name].get(official):
             raise ValueError(f"{official} is not the official {LABELS[name]} batch (its MD5 sum differs): it is not "
-                             f"read. Download {LABELS[name]} again (page button or `python -m engine.cifar {name}`)")
+                             f"read. Download {LABELS[name]} again (page button or "
+                             f"`python -m engine.resnet.cifar {name}`)")
         entry = pickle.loads(blob, encoding="latin1")
         xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(entry[label_key], dtype=np.int64))
@@ -242,7 +243,7 @@ class Download:
 
 
 if __name__ == "__main__":
-    # python -m engine.cifar cifar10|cifar100 : download into the data root
+    # python -m engine.resnet.cifar cifar10|cifar100 : download into the data root
     target = sys.argv[1] if len(sys.argv) > 1 else "cifar10"
     try:
         print(download(target, progress=lambda f: print(f"\r{f:6.1%}", end="", file=sys.stderr)))

@@ -1,7 +1,7 @@
 """The sparsifying window below the edge of stability, measured: which step sizes, run with the table's own
 schedules for the full length, survive *and* sparsify, seed by seed.
 
-The edge search (engine.experiments.diagonal_edge.find_edge) brackets the largest constant step that survives a
+The edge search (engine.diagonal.edge.find_edge) brackets the largest constant step that survives a
 few thousand steps; the steps that sparsify sit in a narrow band just below it (about 0.27-0.29 on Fig. 2's
 data), and 5% lower nothing sparsifies. So a proposal is measured, not assumed: every candidate step (a fraction
 of the median edge) trains every given run schedule for every seed, and the candidate where the most of them
@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine import schedules
-from engine.diagonal_data import make_data
-from engine.diagonal_sim import ALGORITHMS, CHUNK_OPS, Simulator, Trajectories, sde_delta
-from engine.metrics import l0_norm
+from engine.core import schedules
+from engine.core.metrics import l0_norm
+from engine.diagonal.data import make_data
+from engine.diagonal.sim import ALGORITHMS, CHUNK_OPS, Simulator, Trajectories, sde_delta
 
 FRACTIONS = (0.95, 0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03)  # of the median edge (decayed runs survive a bit above it)
 SPARSE_SHARE = 0.9  # a run sparsified when ||u*v||_0 <= 90% of d (the small steps of Fig. 2 keep all d)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import exact
-from engine.diagonal_kernels import quadratic_forms, residual_losses
+from engine.core import exact
+from engine.diagonal.kernels import quadratic_forms, residual_losses
 
 if TYPE_CHECKING:
-    from engine.experiments.diagonal import DiagonalConfig
+    from engine.diagonal.config import DiagonalConfig
 
 
 @dataclass
@@ -50,7 +50,7 @@ def make_data(c: DiagonalConfig) -> Data:
     rows), beta = randn(d) with all but the first r zeroed, absolute values, unit norm; y = X beta (no noise).
     Then p = 2d fresh inputs for rank(phi). (Their rs.multivariate_normal(0, I_d, n) draws exactly
     rs.standard_normal((n, d)) for an identity covariance: tests check that; standard_normal skips an SVD.)
-    The norm and the labels are exactly rounded sums (engine.exact), not BLAS: the large steps sit at the edge
+    The norm and the labels are exactly rounded sums (engine.core.exact), not BLAS: the large steps sit at the edge
     of stability, where the last bit of a label, which differs between BLAS kernels, decides survival."""
     rs = np.random.RandomState(c.data_seed)
     x = rs.standard_normal((c.n, c.d))

@@ -19,13 +19,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine import exact
-from engine import relu_nets as rn
-from engine.config import Config, check_work, param
-from engine.experiments import Preset
-from engine.experiments.relu_runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
-from engine.sparsity import feature_sparsity
-from engine.torch_draws import TorchRandom
+from engine.core import exact
+from engine.core.config import Config, Preset, check_work, param
+from engine.core.sparsity import feature_sparsity
+from engine.core.torch_draws import TorchRandom
+from engine.relu import nets as rn
+from engine.relu.claims import TEACHER_STUDENT as CLAIMS  # noqa: F401 (the registry's)
+from engine.relu.runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
 
 TITLE = "Teacher-student ReLU nets: neurons align with the teacher (Fig. 5, 6, 11)"
 MAX_SNAPSHOT_VALUES = 2_000_000  # neuron coordinates stored per job (snapshots x runs x student_width x d): the
@@ -129,7 +129,7 @@ def layouts(c: TeacherStudentConfig) -> tuple[rn.Layout, rn.Layout]:
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows in float32 scaled to unit norm, as the authors' code does it (x / sum(x^2)^0.5 in float32; equal to
     torch's result up to its summation order, a last-bit difference at most). The sums are exactly rounded
-    (engine.exact), so the data do not depend on the CPU or BLAS kernel."""
+    (engine.core.exact), so the data do not depend on the CPU or BLAS kernel."""
     x = np.asarray(x, dtype=np.float32)
     norms = exact.row_norms(x)[:, None].astype(np.float32)
     return (x / norms).astype(np.float64)
@@ -142,9 +142,9 @@ def _sphere(rs: np.random.RandomState, count: int, d: int) -> np.ndarray:
 
 
 def teacher_outputs(layout: rn.Layout, params: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The teacher's outputs on x as its float32 net computes them, each layer's sums exactly rounded (engine.exact)
-    instead of BLAS's kernel-dependent float32 sums: the labels, and so every trajectory, are the same on every
-    machine."""
+    """The teacher's outputs on x as its float32 net computes them, each layer's sums exactly rounded
+    (engine.core.exact) instead of BLAS's kernel-dependent float32 sums: the labels, and so every trajectory, are
+    the same on every machine."""
     a = np.asarray(x, dtype=np.float32)
     layers = layout.layers(np.asarray(params, dtype=np.float32))
     for k, (w, b) in enumerate(layers):

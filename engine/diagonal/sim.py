@@ -1,5 +1,5 @@
 """Simulator of the diagonal-network experiments: every run of a config, for every sampling seed, as rows of
-one (rows, d) state advanced chunk by chunk by the compiled loop (engine.diagonal_kernels), with the SGD
+one (rows, d) state advanced chunk by chunk by the compiled loop (engine.diagonal.kernels), with the SGD
 sample streams and the SDE's noise drawn so that no row depends on the others or on the chunking."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import schedules
-from engine.diagonal_data import Data
-from engine.diagonal_kernels import GD, SDE, SGD, advance
+from engine.core import schedules
+from engine.diagonal.data import Data
+from engine.diagonal.kernels import GD, SDE, SGD, advance
 
 if TYPE_CHECKING:
-    from engine.experiments.diagonal import DiagonalConfig, DiagonalRun
+    from engine.diagonal.config import DiagonalConfig, DiagonalRun
 
 ALGORITHMS = ("SGD", "GD", "SDE")  # in the order of the kernel's codes SGD, GD, SDE
 CHUNK_OPS = 2e8            # kernel work between two live updates (~0.05 s here)

@@ -1,0 +1,158 @@
+"""One ResNet run (a schedule and a seed): model, optimizer and device RNG, trained epoch by epoch with evaluation
+and checkpoints."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.core.recording import Recorder
+from engine.resnet.checkpoints import replay, to_cpu, why_failed, write_checkpoint
+from engine.resnet.config import ResNetConfig, RunSpec, lr_schedule
+from engine.resnet.device import DeviceData, fast_path
+from engine.resnet.measures import autocast, block_sparsity, distance_from_init, filters, loss_and_error, pick_units
+from engine.resnet.model import resnet
+
+
+# ----------------------------------------------------------------------------- training
+class Training:
+    """One run (a schedule and a seed): model, optimizer, device RNG, and its place in the job."""
+
+    def __init__(self, c: ResNetConfig, spec: RunSpec, seed: int, data: DeviceData, rec: Recorder, run: int,
+                 path: Path | None, offset: int, total: int):
+        self.c, self.spec, self.seed, self.data, self.rec, self.run, self.path = c, spec, seed, data, rec, run, path
+        self.offset, self.total = offset, total  # iterations of the job before this run, and in all
+        dev = data.device
+        self.model = resnet(c.model, data.num_classes, c.width, data.shape[0], seed).to(dev)
+        if data.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.init = {k: v.detach().clone() for k, v in self.model.named_parameters() if v.ndim > 1}
+        o, fused = c.optim, fast_path(c, dev)["fused_sgd"]
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=spec.lr, momentum=o["momentum"],
+                                   weight_decay=o["weight_decay"], **({"fused": True} if fused else {}))
+        self.forward = torch.compile(self.model) if c.compile else self.model
+        self.gen = torch.Generator(device=dev).manual_seed(seed)
+        self.per_epoch = len(data.train_y) // c.batch_size
+        self.iterations = self.per_epoch * c.epochs
+        self.lrs = lr_schedule(spec, self.iterations)
+        self.units = pick_units(c.model, c.width, data.shape, seed)
+        self.epoch = 0
+        self.loss_buf = torch.zeros(max(c.eval_every, self.per_epoch) + 1, device=dev)
+        self._writer: threading.Thread | None = None
+        self.warning: str | None = None  # why the last checkpoint could not be written, if it could not
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a saved epoch (raises, leaving the recorder untouched, when the state does not fit)."""
+        if not 0 <= saved["epoch"] <= self.c.epochs:
+            raise ValueError(f"epoch {saved['epoch']} is outside this run's {self.c.epochs} epochs")
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["opt"])
+        self.gen.set_state(saved["gen"])
+        self.epoch = saved["epoch"]
+        replay(self.rec, self.run, saved["run"])
+
+    def save(self, done: bool = False) -> None:
+        """Write this run's state; the write of an epoch overlaps the next epoch's training. A write that fails
+        (a full disk) becomes the run's `checkpoint_warning` snapshot, and training goes on."""
+        if self.path is None:
+            return
+        record = self.rec.view()["runs"][self.run]
+        tensors = None  # a finished run needs only its history: keep the cache small
+        if not done:
+            tensors = to_cpu(dict(model=self.model.state_dict(), opt=self.opt.state_dict(), gen=self.gen.get_state()))
+        self.flush()
+        self._writer = threading.Thread(target=self._write, args=(self.epoch, record, tensors), daemon=True)
+        self._writer.start()
+        if done:
+            self.flush()
+
+    def _write(self, epoch: int, record: dict, tensors: dict | None) -> None:
+        try:
+            write_checkpoint(self.path, epoch, record, tensors)
+        except Exception as exc:  # reported on the run, not as a thread traceback
+            what = "the finished run's record" if tensors is None else f"epoch {epoch}"
+            self.warning = (f"{what} could not be saved ({why_failed(exc)}): after a restart the run resumes from an "
+                            "earlier epoch or from scratch")
+            self.rec.snapshot(self.run, "checkpoint_warning", self.warning)
+
+    def flush(self) -> None:
+        """Wait for the checkpoint being written, if any."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        with autocast(self.data):
+            loss = F.cross_entropy(self.forward(x).float(), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def evaluate(self, it: int, images_per_s: float | None) -> dict:
+        """Every metric of one checkpoint, logged at iteration `it`."""
+        m, d = self.model, self.data
+        m.eval()
+        train_loss, train_error = loss_and_error(m, d, d.train_x[d.eval_idx], d.train_y[d.eval_idx], self.rec)
+        row = dict(train_loss=train_loss, train_error=train_error)
+        if math.isfinite(train_loss):
+            test_loss, test_error = loss_and_error(m, d, d.test_x, d.test_y, self.rec)
+            sparsity = block_sparsity(m, d, self.units, self.rec)
+            row.update(test_loss=test_loss, test_error=test_error,
+                       **{f"sparsity_block{i + 1}": s for i, s in enumerate(sparsity)})
+            self.rec.snapshot(self.run, "filters", dict(step=it, layers=filters(m, self.init)))
+            self.rec.snapshot(self.run, "distance_from_init", distance_from_init(m, self.init), step=it)
+        m.train()
+        lr = float(self.lrs[min(it, self.iterations - 1)])
+        if images_per_s is not None:
+            row["images_per_s"] = images_per_s
+        self.rec.log(self.run, it, **row, lr=lr, epoch=it / self.per_epoch)
+        return row
+
+    def train(self) -> tuple[str, str]:
+        """Train from the current epoch to the end; (status, message)."""
+        c, rec = self.c, self.rec
+        it = self.epoch * self.per_epoch
+        if it == 0:
+            self.evaluate(0, None)
+        self.model.train()
+        clock, images, n_buf, buf_start, rate = time.perf_counter(), 0, 0, it, None
+        for epoch in range(self.epoch, c.epochs):
+            for x, y in self.data.batches(c.batch_size, self.gen, c.optim["augment"]):
+                self.loss_buf[n_buf].copy_(self.step(x, y, float(self.lrs[it])))  # no host sync per step
+                it, n_buf, images = it + 1, n_buf + 1, images + len(y)
+                speed = f", {rate:,.0f} images/s" if rate else ""
+                rec.progress((self.offset + it) / self.total,
+                             f"{self.rec.data['runs'][self.run]['name']}: epoch {epoch + 1}/{c.epochs}, "
+                             f"iteration {it}/{self.iterations}{speed}")
+                checkpoint = it % c.eval_every == 0 or it == self.iterations
+                if checkpoint or n_buf == len(self.loss_buf):
+                    losses = self.loss_buf[:n_buf].cpu().numpy()  # the one host sync between checkpoints
+                    bad = np.flatnonzero(~np.isfinite(losses))
+                    if bad.size:
+                        step = buf_start + int(bad[0])
+                        rec.log(self.run, step, train_loss=float("nan"), lr=float(self.lrs[step]),
+                                epoch=step / self.per_epoch)
+                        return "diverged", f"the training loss became non-finite at iteration {step}"
+                    n_buf, buf_start = 0, it
+                if checkpoint:
+                    rate = images / (time.perf_counter() - clock)
+                    row = self.evaluate(it, rate)
+                    if not math.isfinite(row["train_loss"]):
+                        return "diverged", f"the loss became non-finite by iteration {it}"
+                    clock, images = time.perf_counter(), 0
+            self.epoch = epoch + 1
+            paused = time.perf_counter()
+            self.save()
+            clock += time.perf_counter() - paused  # saving is not training time
+        return "done", ""
+
+
