@@ -207,15 +207,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    """`cache info` (what is stored where), `cache gc` (drop other engine versions, stale work, orphan files;
-    keep work/ under its limit) and `cache clear` (everything). A damaged cache is reported, never a crash."""
+    """`cache info` (what is stored where, per experiment, and made by which code and libraries), `cache gc` (drop
+    results no lookup can hit, stale work, orphan files; keep work/ under its limit) and `cache clear`
+    (everything). A damaged cache is reported, never a crash."""
     from engine.store import WORK_LIMIT, Store
 
     limit = int(args.work_limit * 2**30) if args.work_limit is not None else WORK_LIMIT
     store = Store(args.cache_dir, work_limit=limit)
     if args.action == "gc":
         removed = store.gc()
-        print(f"removed {removed['results']} results of other engine versions, {removed['work_folders']} work "
+        print(f"removed {removed['results']} results of other code or libraries, {removed['work_folders']} work "
               f"folders, {removed['tmp_files']} leftover temporary files")
     elif args.action == "clear":
         store.clear(work=True)
@@ -223,9 +224,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     info = store.info()
     if args.action == "info" or not args.quiet:
         print(f"cache folder: {info['path']}\n"
-              f"results: {info['entries']} ({info['bytes'] / 1e6:.1f} MB), {info['other_versions']} of other engine "
-              f"versions (this one: {info['engine_version']})\n"
-              f"work folders: {info['work_folders']} ({info['work_bytes'] / 1e6:.1f} MB, limit "
+              f"results: {info['entries']} ({info['bytes'] / 1e6:.1f} MB), {info['stale']} made by other code or "
+              f"libraries (no lookup hits them; `cache gc` drops them)")
+        for name, entry in sorted(info["experiments"].items()):
+            print(f"  {name}: {entry['current']} current, {entry['stale']} stale")
+            for state in entry["states"]:
+                libs = ", ".join(f"{k} {v}" for k, v in sorted(state.get("libraries", {}).items()))
+                device = f", device {state['device']}" if "device" in state else ""
+                print(f"    made by code {state.get('code', '?')} with {libs}{device}")
+        print(f"work folders: {info['work_folders']} ({info['work_bytes'] / 1e6:.1f} MB, limit "
               f"{info['work_limit'] / 2**30:.1f} GB)")
         if info["corrupt_copies"]:
             print(f"damaged databases set aside: {', '.join(info['corrupt_copies'])}")

@@ -338,7 +338,8 @@ class JobManager:
         try:
             module = registry.get(job.experiment)
             extra = {"store": self.store} if getattr(module, "USES_STORE", False) else {}
-            work = self.store.workdir(job.key) if getattr(module, "CHECKPOINTS", False) else None
+            about = dict(experiment=job.experiment, config=job.config.to_dict())
+            work = self.store.workdir(job.key, about) if getattr(module, "CHECKPOINTS", False) else None
             module.run(job.config, rec, work, **extra)
         except Cancelled:
             rec.close("cancelled", "cancelled by the user")

@@ -1,10 +1,11 @@
-"""On-disk result cache (diskcache) keyed by experiment + config + engine version, and the jobs' work folders.
+"""On-disk result cache (diskcache) keyed by experiment + config + the code and libraries that compute it (the
+config's `state`, engine.core.version), and the jobs' work folders.
 
 The store never crashes a run and never serves a wrong result:
 - entries are data: zlib-compressed JSON (`DataDisk`); a row in any other form, e.g. a pickle planted in the
   database, is refused unread;
-- a hit is a well-formed finished result of this engine version whose own experiment and config give the key
-  asked for; anything else is a miss;
+- a hit is a well-formed finished result whose own experiment and config give, with today's code and
+  libraries, the key asked for; anything else (another code or library version included) is a miss;
 - a corrupt database (or a `results` that is not a folder) is moved aside to `results.corrupt-<time>` and a new
   one started; a cache that cannot be written (read-only folder, full disk) leaves runs working. Both show in
   `Store.warning` / `Store.status()`, for the app's sidebar and the CLI.
@@ -26,14 +27,14 @@ from pathlib import Path
 import diskcache
 from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
-from engine.core.version import ENGINE_VERSION
+from engine import registry
 
 log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "cache"
 WORK_LIMIT = 4 * 2**30  # bytes of checkpoints kept under work/ (oldest folders go first)
 STALE_TMP_SECONDS = 3600  # a temporary file older than this is left over from a crash
 WORK_MAX_AGE = 14 * 86400  # saved work of a cancelled job untouched this long is dropped by gc
-VERSION_FILE = "engine_version"  # in each work folder: the engine version whose checkpoints it holds
+ABOUT_FILE = "about.json"  # in each work folder: the experiment and config whose checkpoints it holds
 _VALUE_FILE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")  # diskcache's own value file names
 _CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _UNUSABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
@@ -145,15 +146,19 @@ def well_formed(result: object) -> bool:
     return True
 
 
-def key_of(result: dict) -> str | None:
-    """The cache key of the experiment and config a result records (None when they are no valid config)."""
-    from engine import registry
-
+def _config_of(about: object):
+    """The Config an {"experiment", "config"} record names (None when it names no valid config)."""
     try:
-        module = registry.get(result["experiment"])
-        return module.Config.from_dict(result["config"]).key(result["experiment"])
-    except Exception:  # an unknown experiment or a config that does not validate: no key
+        return registry.get(about["experiment"]).Config.from_dict(about["config"])
+    except Exception:  # an unknown experiment or a config that does not validate
         return None
+
+
+def key_of(result: dict) -> str | None:
+    """The cache key, with today's code and libraries, of the experiment and config a result records (None when
+    they are no valid config)."""
+    config = _config_of(result)
+    return None if config is None else config.key(result["experiment"])
 
 
 class Store:
@@ -261,7 +266,7 @@ class Store:
         except Exception as exc:
             self._failed(exc, "read")
             return None
-        if not isinstance(entry, dict) or entry.get("engine_version") != ENGINE_VERSION:
+        if not isinstance(entry, dict):
             return None
         result = entry.get("result")
         if not well_formed(result) or key_of(result) != key:
@@ -275,7 +280,9 @@ class Store:
             if cache is None:
                 return False
             try:
-                cache.set(key, dict(engine_version=ENGINE_VERSION, result=result), tag=ENGINE_VERSION)
+                config = _config_of(result)
+                state = config.state() if config is not None else None
+                cache.set(key, dict(state=state, result=result), tag=result.get("experiment"))
             except (TypeError, ValueError):
                 log.warning("result %s is not JSON data: not cached", key, exc_info=True)
                 return False
@@ -302,16 +309,17 @@ class Store:
             self._problem("corrupt", None)
 
     # ---- work folders ----
-    def workdir(self, key: str) -> Path | None:
+    def workdir(self, key: str, about: dict | None = None) -> Path | None:
         """A folder where a long job keeps its resumable state (model/optimizer checkpoints), or None when the
-        cache folder cannot be written (the job then runs without checkpoints). Older folders go first when
-        work/ grows past the size limit."""
+        cache folder cannot be written (the job then runs without checkpoints). `about` ({"experiment",
+        "config"}) is kept beside the checkpoints, so `gc` can tell whether the key is still current. Older
+        folders go first when work/ grows past the size limit."""
         path = self.dir / "work" / key
         try:
             path.mkdir(parents=True, exist_ok=True)
-            marker = path / VERSION_FILE
-            if not marker.exists():
-                marker.write_text(ENGINE_VERSION)
+            marker = path / ABOUT_FILE
+            if about is not None and not marker.exists():
+                marker.write_text(json.dumps(about))
         except OSError as exc:
             self._problem("work", f"checkpoints are not being saved: {self.dir / 'work'} cannot be written "
                                   f"({_describe(exc)})")
@@ -370,68 +378,99 @@ class Store:
         return dict(entries=entries, bytes=size, path=str(self.dir), warning=self.warning)
 
     def summary(self) -> dict[str, dict]:
-        """Per experiment: how many results of this engine version are stored and the seconds they took to
-        compute (what clearing the cache would throw away)."""
+        """Per experiment: how many results of today's code are stored and the seconds they took to compute
+        (what clearing the cache would throw away)."""
         out: dict[str, dict] = {}
-        cache = self._cache
-        if cache is None:
-            return out
-        try:
-            for key in list(cache.iterkeys()):
-                result = self.get(key)
-                if result is not None:
-                    entry = out.setdefault(result["experiment"], dict(results=0, seconds=0.0))
-                    entry["results"] += 1
-                    entry["seconds"] += float(result.get("elapsed") or 0.0)
-        except Exception as exc:
-            self._failed(exc, "read")
+        for row in self.entries():
+            if row["current"]:
+                entry = out.setdefault(row["experiment"], dict(results=0, seconds=0.0))
+                entry["results"] += 1
+                entry["seconds"] += row["seconds"]
         return out
 
+    def entries(self) -> list[dict]:
+        """One row per stored entry: key, experiment, the code/library state that made it, the seconds it took, and
+        whether it is current (its key rebuilds with today's code and libraries, so a lookup can hit it)."""
+        rows = []
+        cache = self._cache
+        if cache is None:
+            return rows
+        try:
+            for key in list(cache.iterkeys()):
+                try:
+                    entry = cache.get(key)
+                except (ValueError, zlib.error, UnicodeDecodeError):
+                    entry = None
+                result = entry.get("result") if isinstance(entry, dict) else None
+                ok = well_formed(result)
+                rows.append(dict(key=key, experiment=result["experiment"] if ok else None,
+                                 state=entry.get("state") if isinstance(entry, dict) else None,
+                                 seconds=float(result.get("elapsed") or 0.0) if ok else 0.0,
+                                 current=ok and key_of(result) == key))
+        except Exception as exc:
+            self._failed(exc, "read")
+        return rows
+
     def info(self) -> dict:
-        """`stats()` plus entries of other engine versions, work folders and their bytes, corrupt copies."""
+        """`stats()` plus, per experiment, the results stored and which are current (with the code/library states
+        that made them); entries no lookup can hit any more (`stale`); work folders and their bytes; corrupt
+        copies."""
         out = self.stats()
-        other = 0
-        if self._cache is not None:
-            try:  # diskcache has no public query by tag: count other versions' rows directly
-                ((other,),) = self._cache._sql("SELECT COUNT(*) FROM Cache WHERE tag IS NULL OR tag != ?",
-                                               (ENGINE_VERSION,)).fetchall()
-            except Exception as exc:
-                self._failed(exc, "read")
+        experiments: dict[str, dict] = {}
+        stale = 0
+        for row in self.entries():
+            if row["experiment"] is None or not row["current"]:
+                stale += 1
+                if row["experiment"] is None:
+                    continue
+            entry = experiments.setdefault(row["experiment"], dict(current=0, stale=0, states=[]))
+            entry["current" if row["current"] else "stale"] += 1
+            if row["state"] is not None and row["state"] not in entry["states"]:
+                entry["states"].append(row["state"])
         folders = self._work_folders()
-        out.update(engine_version=ENGINE_VERSION, other_versions=other, work_folders=len(folders),
+        out.update(experiments=experiments, stale=stale, work_folders=len(folders),
                    work_bytes=sum(_folder_size(p) for p in folders), work_limit=self.work_limit,
                    corrupt_copies=[p.name for p in self.corrupt_copies()])
         return out
 
+    def _current_work(self, folder: Path) -> bool:
+        """Whether a work folder belongs to a config whose key is still current (so its checkpoints can resume)."""
+        try:
+            about = json.loads((folder / ABOUT_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        config = _config_of(about)
+        return config is not None and config.key(about["experiment"]) == folder.name
+
     def gc(self, now: float | None = None) -> dict:
-        """Purge other engine versions' results and orphan value files; delete work folders of other engine
-        versions, of finished results, without a checkpoint, or untouched for `WORK_MAX_AGE` (a cancelled job
-        never resumed), and leftover temporary files; then keep work/ under its size limit. Returns what went:
-        {results, work_folders, tmp_files}."""
+        """Purge results no lookup can hit any more (made by other code or libraries, or unreadable) and orphan
+        value files; delete work folders whose key is no longer current, of finished results, without a
+        checkpoint, or untouched for `WORK_MAX_AGE` (a cancelled job never resumed), and leftover temporary files;
+        then keep work/ under its size limit. A work folder whose key is current and that may still resume is
+        never deleted. Returns what went: {results, work_folders, tmp_files}."""
         now = time.time() if now is None else now
         removed = dict(results=0, work_folders=0, tmp_files=0)
         if self._cache is not None:
-            try:  # diskcache evicts one tag at a time; other versions are "any tag but ours"
-                select = ("SELECT rowid, filename FROM Cache WHERE (tag IS NULL OR tag != ?) AND rowid > ? "
-                          "ORDER BY rowid LIMIT ?")
-                removed["results"] = self._cache._select_delete(select, [ENGINE_VERSION, 0, 100], arg_index=1)
+            try:
+                for row in self.entries():
+                    if not row["current"] and self._cache.delete(row["key"]):
+                        removed["results"] += 1
                 self._cache.check(fix=True)  # value files no row points to, and the counts
             except Exception as exc:
                 self._failed(exc, "write")
         for folder in self._work_folders():
             try:
-                version = (folder / VERSION_FILE).read_text().strip() if (folder / VERSION_FILE).exists() else None
                 checkpoints = []
                 for p in folder.iterdir():
                     if p.name.endswith(".tmp") and now - p.lstat().st_mtime > STALE_TMP_SECONDS:
                         p.unlink(missing_ok=True)
                         removed["tmp_files"] += 1
-                    elif p.name != VERSION_FILE:
+                    elif p.name != ABOUT_FILE:
                         checkpoints.append(p)
                 age = now - _last_change(folder)
             except OSError:
                 continue
-            if (version != ENGINE_VERSION or self.get(folder.name) is not None or age > WORK_MAX_AGE
+            if (not self._current_work(folder) or self.get(folder.name) is not None or age > WORK_MAX_AGE
                     or (not checkpoints and age > STALE_TMP_SECONDS)):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed["work_folders"] += 1

@@ -62,11 +62,11 @@ def test_a_corrupt_cache_does_not_stop_a_run_and_the_cache_command_reports_and_c
     assert "results: 1 (" in info.stdout and "damaged databases set aside: results.corrupt-" in info.stdout
     stale = cache / "work" / "from-older-code"
     stale.mkdir(parents=True)
-    (stale / "engine_version").write_text("older")
+    (stale / "about.json").write_text('{"experiment": "bouncing", "config": {}}')  # its key is not this one
     (stale / "run0-e0001.pt").write_bytes(b"\0" * 100)
     gc = cli("cache", "gc", "--cache-dir", str(cache))
     assert gc.returncode == 0 and "1 work folders" in gc.stdout and not stale.exists()
-    assert "results: 1 (" in gc.stdout  # this engine's result stays
+    assert "results: 1 (" in gc.stdout and "bouncing: 1 current, 0 stale" in gc.stdout  # today's result stays
     clear = cli("cache", "clear", "--cache-dir", str(cache))
     assert clear.returncode == 0 and "results: 0 (" in clear.stdout and "set aside" not in clear.stdout
     again = cli("run", "bouncing", "--preset", "prop3", "--set", "steps=300", "--cache-dir", str(cache))

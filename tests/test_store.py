@@ -15,33 +15,16 @@ import zlib
 from pathlib import Path
 
 import diskcache
+import numpy as np
 import pytest
 
-import engine
 from engine import registry
 from engine.core.recording import Recorder
-from engine.core.version import ENGINE_VERSION, source_version
-from engine.diagonal import experiment as diagonal
 from engine.jobs import JobManager
 from engine.store import Store, key_of
 from engine.toy import bouncing
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def test_the_engine_version_changes_with_any_source_file(tmp_path):
-    copy = tmp_path / "engine"
-    shutil.copytree(Path(engine.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert source_version(copy) == ENGINE_VERSION
-    kernels = copy / "diagonal" / "kernels.py"
-    kernels.write_text(kernels.read_text().replace("BLOWUP = 1e6", "BLOWUP = 1e7"))
-    assert source_version(copy) != ENGINE_VERSION
-
-
-def test_a_config_key_depends_on_the_engine_version(monkeypatch):
-    key = diagonal.PRESETS["fig2"].config.key("diagonal")
-    monkeypatch.setattr("engine.core.config.ENGINE_VERSION", "other")
-    assert diagonal.PRESETS["fig2"].config.key("diagonal") != key
 
 
 # ----------------------------------------------------------------------------- faults of the cache itself
@@ -69,7 +52,7 @@ def damage(db: Path, how: str) -> None:
         db.write_bytes(bytes(data[:len(data) // 3]))
     else:
         for offset in range(2 * 4096, len(data), 4096):
-            data[offset + 100:offset + 400] = rng.randbytes(300)
+            data[offset:offset + 4096] = rng.randbytes(4096)
         db.write_bytes(bytes(data))
 
 
@@ -150,7 +133,7 @@ def test_results_are_json_data_and_a_planted_pickle_never_runs(tmp_path):
         (mode, value), = db.execute("SELECT mode, value FROM Cache WHERE key = ?", (small.key("bouncing"),))
     assert mode == diskcache.core.MODE_RAW
     entry = json.loads(zlib.decompress(value))
-    assert entry["result"]["config"] == small.to_dict() and entry["engine_version"] == ENGINE_VERSION
+    assert entry["result"]["config"] == small.to_dict() and entry["state"] == small.state()
 
 
 def test_a_read_only_cache_leaves_runs_working_with_a_warning(tmp_path, monkeypatch):
@@ -200,38 +183,47 @@ def test_a_full_disk_leaves_runs_working_with_a_warning(tmp_path):
 def test_gc_purges_other_versions_and_stale_or_finished_work(tmp_path, monkeypatch):
     store = Store(tmp_path)
     old, current, done = configs(3)
-    monkeypatch.setattr("engine.store.ENGINE_VERSION", "older")
-    store.put(old.key("bouncing"), finished(old))
+    monkeypatch.setattr("engine.core.version.library_versions", lambda names: {n: "0.0-older" for n in names})
+    store.put(old.key("bouncing"), finished(old))  # made with another numpy: no lookup can hit it today
     monkeypatch.undo()
     store.put(done.key("bouncing"), finished(done))
-    assert store.info()["other_versions"] == 1 and store.info()["entries"] == 2
+    info = store.info()
+    assert info["stale"] == 1 and info["entries"] == 2
+    assert info["experiments"]["bouncing"]["current"] == 1 and info["experiments"]["bouncing"]["stale"] == 1
+    assert {s["libraries"]["numpy"] for s in info["experiments"]["bouncing"]["states"]} == {"0.0-older",
+                                                                                           np.__version__}
 
-    def work(key: str, version: str | None, files: dict[str, int], age: float = 0) -> Path:
+    def work(key: str, about: dict | None, files: dict[str, int], age: float = 0) -> Path:
         folder = tmp_path / "work" / key
         folder.mkdir(parents=True)
-        if version:
-            (folder / "engine_version").write_text(version)
+        if about:
+            (folder / "about.json").write_text(json.dumps(about))
         for name, size in files.items():
             (folder / name).write_bytes(b"\0" * size)
         for p in [*folder.iterdir(), folder]:
             os.utime(p, (p.stat().st_mtime - age,) * 2)
         return folder
 
+    def about(config) -> dict:
+        return dict(experiment="bouncing", config=config.to_dict())
+
     now = time.time()
-    resumable = work("resumable", ENGINE_VERSION, {"run0-e0001.pt": 10, "run0-e0001.json": 10,
-                                                           "run0-e0002.pt.123.abc.tmp": 10})
-    crashed = work("crashed", ENGINE_VERSION, {"run0-e0001.pt": 10, "run0-e0001.pt.9.x.tmp": 10}, age=7200)
-    foreign = work("foreign", "older", {"run0-e0001.pt": 10})
-    finished_work = work(done.key("bouncing"), ENGINE_VERSION, {"run0-e0003.pt": 10})
-    empty = work("empty", ENGINE_VERSION, {}, age=7200)
-    abandoned = work("abandoned", ENGINE_VERSION, {"run0-e0001.pt": 10}, age=30 * 86400)
+    a, b, c, d = (current.replace(steps=300 + k) for k in range(4))
+    resumable = work(a.key("bouncing"), about(a), {"run0-e0001.pt": 10, "run0-e0001.json": 10,
+                                                   "run0-e0002.pt.123.abc.tmp": 10})
+    crashed = work(b.key("bouncing"), about(b), {"run0-e0001.pt": 10, "run0-e0001.pt.9.x.tmp": 10}, age=7200)
+    foreign = work("made-by-older-code", about(a), {"run0-e0001.pt": 10})  # its key no longer rebuilds
+    unlabelled = work("no-about", None, {"run0-e0001.pt": 10})
+    finished_work = work(done.key("bouncing"), about(done), {"run0-e0003.pt": 10})
+    empty = work(c.key("bouncing"), about(c), {}, age=7200)
+    abandoned = work(d.key("bouncing"), about(d), {"run0-e0001.pt": 10}, age=30 * 86400)
 
     removed = store.gc(now=now)
-    assert removed == dict(results=1, work_folders=4, tmp_files=1)
-    assert store.get(done.key("bouncing")) is not None and store.info()["other_versions"] == 0
+    assert removed == dict(results=1, work_folders=5, tmp_files=1)
+    assert store.get(done.key("bouncing")) is not None and store.info()["stale"] == 0
     assert resumable.exists() and (resumable / "run0-e0002.pt.123.abc.tmp").exists()  # a write in progress
-    assert crashed.exists() and sorted(p.name for p in crashed.iterdir()) == ["engine_version", "run0-e0001.pt"]
-    assert not any(p.exists() for p in (foreign, finished_work, empty, abandoned))
+    assert crashed.exists() and sorted(p.name for p in crashed.iterdir()) == ["about.json", "run0-e0001.pt"]
+    assert not any(p.exists() for p in (foreign, unlabelled, finished_work, empty, abandoned))
 
 
 def test_work_folders_stay_under_the_size_limit_oldest_first(tmp_path):

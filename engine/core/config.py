@@ -8,7 +8,6 @@ never offer a value the engine rejects.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import numbers
@@ -16,7 +15,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from engine.core.version import ENGINE_VERSION
+from engine.core import version
 
 
 def param(default: Any, lo: float | None = None, hi: float | None = None, *, step: float | None = None,
@@ -196,10 +195,14 @@ class Config:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
+    def state(self) -> dict:
+        """What this config's results depend on besides its fields: the code its experiment runs and the library
+        versions (engine.core.version.state)."""
+        return version.state(type(self).__module__, getattr(self, "device", None))
+
     def key(self, experiment: str) -> str:
-        """Cache key: experiment name, every field, and the engine version."""
-        blob = json.dumps([experiment, ENGINE_VERSION, self.to_dict()], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        """Cache key: the experiment name, every field, and the code and libraries that compute the result."""
+        return version.fingerprint([experiment, self.state(), self.to_dict()])
 
 
 def with_settings(config: Config, settings: dict[str, str]) -> Config:

@@ -89,7 +89,7 @@ def _run_group(c: ResNetConfig, rec: Recorder, device: torch.device, work: Path 
                                      image_shape=list(data.shape), **c.optim, **path))
     for k, (spec, seed) in enumerate(plan):
         name = spec.name if c.seeds == 1 else f"{spec.name} (seed {seed})"
-        idx = rec.add_run(name, seed=seed, spec=spec.to_dict())
+        idx = rec.add_run(name, label=spec.name, seed=seed, spec=spec.to_dict())
         rec.snapshot(idx, "decay_steps", decay_steps(spec, per_run))
         training = _resume(Training, (c, spec, seed, data, rec, idx, work / f"run{k}" if work is not None else None,
                                       k * per_run, len(plan) * per_run))

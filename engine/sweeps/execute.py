@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine import registry
-from engine.core.version import ENGINE_VERSION
+from engine.core.version import engine_version
 from engine.sweeps.grid import Sweep
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def run_point(experiment: str, module_name: str, config: dict) -> dict:
     with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="sweep-point-") as work:
         module.run(c, rec, Path(work))
     rec.close("done")
-    return dict(result=rec.view(), engine_version=ENGINE_VERSION, worker=_worker_name())
+    return dict(result=rec.view(), engine_version=engine_version(), worker=_worker_name())
 
 
 def _worker_name() -> str:
@@ -169,9 +169,9 @@ def execute(sweep: Sweep, store, scheduler: str | None = None, workers: int | No
     else:
         outcomes = _local(sweep.experiment, todo, workers or default_workers(), should_stop)
     for i, status, payload, message in outcomes:
-        if status == "done" and payload["engine_version"] != ENGINE_VERSION:
+        if status == "done" and payload["engine_version"] != engine_version():
             status, message = "failed", (f"{payload['worker']} runs engine version {payload['engine_version']}, "
-                                         f"this process {ENGINE_VERSION}: give every worker the same code")
+                                         f"this process {engine_version()}: give every worker the same code")
         if status == "done":
             try:
                 store.put(keys[i], payload["result"])

@@ -4,12 +4,11 @@ cells filling in live as points finish. The job's config is the sweep as plain d
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
+from engine.core import version
 from engine.core.config import Config, Preset, param
-from engine.core.version import ENGINE_VERSION
 from engine.sweeps import execute as sweep_exec
 from engine.sweeps import grid as sweeps
 
@@ -35,10 +34,14 @@ class SweepConfig(Config):
             raise ValueError("sweep: not valid JSON") from None
         return sweeps.from_dict(data)
 
+    def state(self) -> dict:
+        """The sweep's own code and the code and libraries of the experiment it sweeps."""
+        plan = self.plan()
+        return dict(sweep=super().state(), points=plan.base.state())
+
     def key(self, experiment: str) -> str:
         """Where the points run does not change the results: the key is the sweep (and the cache choice)."""
-        blob = json.dumps([experiment, ENGINE_VERSION, self.sweep, self.use_cache], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        return version.fingerprint([experiment, self.state(), self.sweep, self.use_cache])
 
 
 Config = SweepConfig
