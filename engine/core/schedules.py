@@ -53,6 +53,11 @@ def piecewise(lr: float, t: np.ndarray | float, at: float, decay: float = 10.0, 
     return np.where(t < at, lr, np.where(t < final_at, lr / decay, lr / final_decay)).astype(float)
 
 
+def cosine(lr: float, t: np.ndarray | float) -> np.ndarray:
+    """Cosine annealing from lr at t = 0 to 0 at t = 1: lr (1 + cos(pi t)) / 2."""
+    return lr * 0.5 * (1.0 + np.cos(np.pi * np.asarray(t, dtype=float)))
+
+
 def checkpoint_steps(steps: int, dense: int = 100, count: int = 200) -> np.ndarray:
     """Steps at which metrics are recorded: every step for the first `dense`, then about `count`
     evenly spaced up to `steps` (the state after the last step)."""

@@ -14,7 +14,8 @@ from engine.core.config import Config, Preset, check_runs, check_work, param
 from engine.resnet import cifar
 from engine.resnet.model import DEPTHS
 
-SCHEDULES = ("constant", "exp-warmup", "step")
+SCHEDULES = ("constant", "exp-warmup", "step", "cosine")
+AVERAGES = ("none", "ema", "swa")  # weight averaging, evaluated beside the run's own weights
 SETTINGS = {"plain": dict(momentum=0.0, weight_decay=0.0, augment=False),
             "sota": dict(momentum=0.9, weight_decay=5e-4, augment=True)}
 SPARSITY_THRESHOLD, SPARSITY_UNITS = 0.95, 1000
@@ -33,13 +34,16 @@ class RunSpec(Config):
     name: str = param("small", help="run name shown in legends")
     schedule: str = param("constant", choices=SCHEDULES,
                           help="constant; exp-warmup: lr 1.05^(100 t) until s, /10 until 0.9, /100; step: lr until s, "
-                               "/10 until 0.9, /100")
+                               "/10 until 0.9, /100; cosine: lr (1 + cos(pi t)) / 2")
     lr: float = param(0.01, 1e-5, 10.0, step=0.001, log=True, label="step size η",
                       help="step size (the start of the warmup for exp-warmup)")
     at: float = param(1.0, 0.0, 1.0, step=0.05, label="decay time s",
                       help="warmup end / first decay, as a fraction s of training")
     base: float = param(1.05, 1.0, 1.2, step=0.005, label="warmup base", help="exp-warmup growth: lr * base^(100 t)")
     seed: int = param(0, 0, 10**6, step=1, help="seed of the init, the batch order and the augmentation")
+    label_noise: float = param(0.0, 0.0, 1.0, step=0.01, label="label noise",
+                               help="label-noise SGD: the share of each batch's labels replaced by a class drawn "
+                                    "uniformly at random (0 = plain SGD)")
 
 
 def _runs(small: float, large: float, large_schedule: str) -> tuple[RunSpec, ...]:
@@ -81,6 +85,20 @@ class ResNetConfig(Config):
     compile: bool = param(False, label="torch.compile",
                           help="torch.compile the training forward (inductor: on a CPU it needs a C compiler); "
                                "slower start, faster steps")
+    momentum: float = param(-1.0, -1.0, 0.99, step=0.01, label="momentum",
+                            help="SGD momentum; -1 = the setting's (plain 0, sota 0.9)")
+    weight_decay: float = param(-1.0, -1.0, 0.1, step=1e-4, label="weight decay",
+                                help="L2 weight decay; -1 = the setting's (plain 0, sota 5e-4)")
+    train_fraction: float = param(1.0, 0.01, 1.0, step=0.01, label="share of the training set",
+                                  help="train on a fixed random subset of this share of the training images")
+    average: str = param("none", choices=AVERAGES, label="weight averaging",
+                         help="ema: exponential moving average of the weights (and BN statistics) every step; swa: "
+                              "their plain average at the end of each epoch from swa_start on; evaluated beside the "
+                              "run as avg_* metrics")
+    ema_decay: float = param(0.999, 0.5, 0.99999, step=1e-4, label="EMA decay τ",
+                             help="w_avg <- τ w_avg + (1 - τ) w after each step")
+    swa_start: float = param(0.75, 0.0, 1.0, step=0.05, label="SWA start",
+                             help="share of training after which SWA averages the weights")
     runs: tuple[RunSpec, ...] = field(default=_runs(0.01, 0.75, "exp-warmup"))
 
     run_type: ClassVar = RunSpec
@@ -93,8 +111,10 @@ class ResNetConfig(Config):
 
     @property
     def optim(self) -> dict:
-        """momentum, weight_decay and augment of the setting."""
-        return SETTINGS[self.setting]
+        """momentum, weight_decay and augment: the setting's, with momentum and weight decay overridden when set."""
+        out = dict(SETTINGS[self.setting])
+        out.update({k: getattr(self, k) for k in ("momentum", "weight_decay") if getattr(self, k) >= 0})
+        return out
 
 
 Config = ResNetConfig
@@ -106,6 +126,15 @@ PRESETS = {
                                     sparsity_images=1348, train_eval_batches=4, device="auto",
                                     runs=_runs(0.01, 0.75, "exp-warmup")),
                        "digits 16x16, ResNet-18 width 16, 20 epochs, plain, Fig. 7's schedules: minutes on a CPU"),
+    "cpu-label-noise": Preset(ResNetConfig(dataset="digits", width=16, epochs=20, batch_size=64, eval_every=20,
+                                           sparsity_images=1348, train_eval_batches=4, device="auto",
+                                           runs=(RunSpec("small", "constant", 0.01),
+                                                 RunSpec("small + label noise 30%", "constant", 0.01,
+                                                         label_noise=0.3),
+                                                 RunSpec("large, 50%", "exp-warmup", 0.75, 0.5))),
+                              "Beyond the paper (its Prop. 1: SGD's noise is label noise): the small constant step "
+                              "with 30% of each batch's labels resampled, beside the small step and the large step "
+                              "decayed at 50%, on the digits: minutes on a CPU"),
     "fig7-plain": Preset(ResNetConfig(dataset="cifar10", setting="plain", runs=_runs(0.01, 0.75, "exp-warmup"),
                                       **_CIFAR),
                          "Fig. 7 left: ResNet-18, CIFAR-10, plain SGD; 0.01 vs 0.75 exp-warmup to 10/30/50% (GPU)"),
@@ -129,12 +158,14 @@ def lr_schedule(spec: RunSpec, iterations: int) -> np.ndarray:
         return schedules.constant(spec.lr, iterations)
     if spec.schedule == "exp-warmup":
         return schedules.exp_warmup(spec.lr, t, spec.at, base=spec.base)
+    if spec.schedule == "cosine":
+        return schedules.cosine(spec.lr, t)
     return schedules.piecewise(spec.lr, t, spec.at)
 
 
 def decay_steps(spec: RunSpec, iterations: int) -> list[int]:
     """Iterations at which the schedule drops (for the charts' markers)."""
-    return [] if spec.schedule == "constant" else sorted({int(math.ceil(spec.at * iterations)),
+    return [] if spec.schedule in ("constant", "cosine") else sorted({int(math.ceil(spec.at * iterations)),
                                                            int(math.ceil(0.9 * iterations))})
 
 

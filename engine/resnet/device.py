@@ -41,13 +41,21 @@ def pick_device(name: str) -> torch.device:
 
 
 # ----------------------------------------------------------------------------- data on the device
+def training_subset(n: int, fraction: float) -> torch.Tensor:
+    """The indices (sorted) of the training images a run with `train_fraction` = fraction uses: a random subset
+    fixed by the data set alone (seed 1), so every run and seed of a group trains on the same images."""
+    if fraction >= 1.0:
+        return torch.arange(n)
+    count = max(1, round(fraction * n))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(1))[:count].sort().values
 class DeviceData:
     """The data set resident on the training device as uint8, with fixed evaluation subsets and
     augmentation done there (no per-batch host-to-device copies)."""
 
     def __init__(self, data: cifar.ImageData, device: torch.device, c: ResNetConfig):
         self.device, self.num_classes, self.shape = device, data.num_classes, data.shape
-        self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
+        keep = training_subset(len(data.train_y), c.train_fraction)
+        self.train_x, self.train_y = data.train_x[keep].to(device), data.train_y[keep].to(device)
         self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
         self.pad = max(1, self.shape[-1] // 8)  # 4 pixels on 32x32 CIFAR
         order = torch.randperm(len(self.train_y), generator=torch.Generator().manual_seed(0)).to(device)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from engine.core.recording import Recorder
 from engine.resnet.checkpoints import replay, to_cpu, why_failed, write_checkpoint
@@ -21,6 +22,25 @@ from engine.resnet.model import resnet
 
 
 # ----------------------------------------------------------------------------- training
+def noisy_labels(y: torch.Tensor, share: float, num_classes: int, gen: torch.Generator) -> torch.Tensor:
+    """Label-noise SGD's labels for one batch: each label, with probability `share`, replaced by a class drawn
+    uniformly at random (the run's generator: a resumed run draws the same noise)."""
+    if share <= 0:
+        return y
+    swap = torch.rand(y.shape, device=y.device, generator=gen) < share
+    return torch.where(swap, torch.randint(0, num_classes, y.shape, device=y.device, generator=gen), y)
+
+
+def averaged(model: torch.nn.Module, c: ResNetConfig) -> AveragedModel | None:
+    """The run's averaged weights (BN statistics included): an exponential moving average (decay τ) or SWA's
+    plain average; None without averaging."""
+    if c.average == "ema":
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True).eval()
+    if c.average == "swa":
+        return AveragedModel(model, use_buffers=True).eval()
+    return None
+
+
 class Training:
     """One run (a schedule and a seed): model, optimizer, device RNG, and its place in the job."""
 
@@ -37,6 +57,7 @@ class Training:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=spec.lr, momentum=o["momentum"],
                                    weight_decay=o["weight_decay"], **({"fused": True} if fused else {}))
         self.forward = torch.compile(self.model) if c.compile else self.model
+        self.avg = averaged(self.model, c)
         self.gen = torch.Generator(device=dev).manual_seed(seed)
         self.per_epoch = len(data.train_y) // c.batch_size
         self.iterations = self.per_epoch * c.epochs
@@ -54,6 +75,8 @@ class Training:
         self.model.load_state_dict(saved["model"])
         self.opt.load_state_dict(saved["opt"])
         self.gen.set_state(saved["gen"])
+        if self.avg is not None:
+            self.avg.load_state_dict(saved["avg"])  # a KeyError when the saved run did not average: start afresh
         self.epoch = saved["epoch"]
         replay(self.rec, self.run, saved["run"])
 
@@ -65,7 +88,10 @@ class Training:
         record = self.rec.view()["runs"][self.run]
         tensors = None  # a finished run needs only its history: keep the cache small
         if not done:
-            tensors = to_cpu(dict(model=self.model.state_dict(), opt=self.opt.state_dict(), gen=self.gen.get_state()))
+            state = dict(model=self.model.state_dict(), opt=self.opt.state_dict(), gen=self.gen.get_state())
+            if self.avg is not None:
+                state["avg"] = self.avg.state_dict()
+            tensors = to_cpu(state)
         self.flush()
         self._writer = threading.Thread(target=self._write, args=(self.epoch, record, tensors), daemon=True)
         self._writer.start()
@@ -90,12 +116,20 @@ class Training:
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         for group in self.opt.param_groups:
             group["lr"] = lr
+        y = noisy_labels(y, self.spec.label_noise, self.data.num_classes, self.gen)
         with autocast(self.data):
             loss = F.cross_entropy(self.forward(x).float(), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.avg is not None and self.c.average == "ema":
+            self.avg.update_parameters(self.model)
         return loss.detach()
+
+    def end_epoch(self, epoch: int) -> None:
+        """After epoch `epoch` (counted from 1): SWA averages the weights once the share swa_start has passed."""
+        if self.avg is not None and self.c.average == "swa" and epoch / self.c.epochs > self.c.swa_start:
+            self.avg.update_parameters(self.model)
 
     def evaluate(self, it: int, images_per_s: float | None) -> dict:
         """Every metric of one checkpoint, logged at iteration `it`."""
@@ -110,6 +144,12 @@ class Training:
                        **{f"sparsity_block{i + 1}": s for i, s in enumerate(sparsity)})
             self.rec.snapshot(self.run, "filters", dict(step=it, layers=filters(m, self.init)))
             self.rec.snapshot(self.run, "distance_from_init", distance_from_init(m, self.init), step=it)
+            if self.avg is not None and int(self.avg.n_averaged) > 0:
+                a = self.avg.module
+                avg_train = loss_and_error(a, d, d.train_x[d.eval_idx], d.train_y[d.eval_idx], self.rec)
+                avg_test = loss_and_error(a, d, d.test_x, d.test_y, self.rec)
+                row.update(avg_train_loss=avg_train[0], avg_train_error=avg_train[1], avg_test_loss=avg_test[0],
+                           avg_test_error=avg_test[1])
         m.train()
         lr = float(self.lrs[min(it, self.iterations - 1)])
         if images_per_s is not None:
@@ -150,6 +190,7 @@ class Training:
                         return "diverged", f"the loss became non-finite by iteration {it}"
                     clock, images = time.perf_counter(), 0
             self.epoch = epoch + 1
+            self.end_epoch(self.epoch)
             paused = time.perf_counter()
             self.save()
             clock += time.perf_counter() - paused  # saving is not training time
