@@ -13,7 +13,7 @@ The obvious way ("straightforward"), also run as a whole process (`python benchm
 --naive FIG`): torch nn.Modules trained one run at a time with autograd and torch.optim.SGD, one step
 per Python iteration; at each checkpoint phi built in one batched torch.func call (vmap of jacrev), one
 np.linalg.svd per checkpoint, and the feature sparsity by np.corrcoef and deleting correlated
-columns one at a time (the authors' notebook style, with EXPERIMENTS.md's keep-the-first rule);
+columns one at a time (the authors' notebook style, with docs/experiments.md's keep-the-first rule);
 one torch and one BLAS thread.
 Both use the same data, init (the authors' torch seeds, replayed by engine/torch_draws.py), sample
 stream (the authors' np.random.choice stream, shared by all runs), schedules, checkpoints and phi inputs:

@@ -130,7 +130,7 @@ def _last_change(path: Path) -> float:
 
 
 def well_formed(result: object) -> bool:
-    """Whether `result` has every field a finished Result has (DESIGN.md), with the right types."""
+    """Whether `result` has every field a finished Result has (docs/design.md), with the right types."""
     if not isinstance(result, dict) or result.get("status") != "done":
         return False
     if not all(isinstance(result.get(k), t) and not isinstance(result.get(k), bool) for k, t in _RESULT_FIELDS.items()):
@@ -339,8 +339,9 @@ class Store:
         except OSError:
             return []
 
-    def _limit_work(self, keep: str | None = None) -> list[str]:
-        """Delete the least recently changed work folders until work/ fits the size limit; their keys."""
+    def _limit_work(self, keep: str | None = None, protect=None) -> list[str]:
+        """Delete the least recently changed work folders until work/ fits the size limit, except `keep` and those
+        for which `protect(folder)` holds; their keys."""
         folders = []
         for p in self._work_folders():
             try:
@@ -352,7 +353,7 @@ class Store:
         for _, size, p in sorted(folders, key=lambda f: f[0]):
             if total <= self.work_limit:
                 break
-            if p.name == keep:
+            if p.name == keep or (protect is not None and protect(p)):
                 continue
             shutil.rmtree(p, ignore_errors=True)
             total -= size
@@ -446,8 +447,9 @@ class Store:
         """Purge results no lookup can hit any more (made by other code or libraries, or unreadable) and orphan
         value files; delete work folders whose key is no longer current, of finished results, without a
         checkpoint, or untouched for `WORK_MAX_AGE` (a cancelled job never resumed), and leftover temporary files;
-        then keep work/ under its size limit. A work folder whose key is current and that may still resume is
-        never deleted. Returns what went: {results, work_folders, tmp_files}."""
+        then keep work/ under its size limit with what is left. A work folder whose key is current and that may still
+        resume is never deleted (only a new long job, when work/ is over its limit, evicts the least recently used
+        folders, `workdir`). Returns what went: {results, work_folders, tmp_files}."""
         now = time.time() if now is None else now
         removed = dict(results=0, work_folders=0, tmp_files=0)
         if self._cache is not None:
@@ -474,5 +476,5 @@ class Store:
                     or (not checkpoints and age > STALE_TMP_SECONDS)):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed["work_folders"] += 1
-        removed["work_folders"] += len(self._limit_work())
+        removed["work_folders"] += len(self._limit_work(protect=self._current_work))
         return removed

@@ -1,4 +1,4 @@
-"""Diagonal linear networks (EXPERIMENTS section 2, issue 2 "Fidelity"): the update rules against a plain
+"""Diagonal linear networks (docs/experiments.md §2, issue 2 "Fidelity"): the update rules against a plain
 numpy transcription, the authors' data recipe, and the paper's observations on the presets exactly
 (fig2 over sampling seeds 1-10, fig8, fig3), plus divergence, cancellation and the edge finder.
 Runtime here (2 cores, shared): ~10 s."""
@@ -69,7 +69,7 @@ def test_data_is_the_authors_recipe():
 
 
 def reference(c, run: DiagonalRun, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The update rules of EXPERIMENTS section 2 and Eq. 8, one step at a time in numpy."""
+    """The update rules of docs/experiments.md §2 and Eq. 8, one step at a time in numpy."""
     data = diagonal_data.make_data(c)
     x, y, n = data.x, data.y, c.n
     u, v = np.full(c.d, c.init_scale), np.zeros(c.d)

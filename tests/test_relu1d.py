@@ -1,4 +1,4 @@
-"""1D two-layer ReLU net (EXPERIMENTS section 3): the net's maths against autograd, runs over several seeds, and
+"""1D two-layer ReLU net (docs/experiments.md §3): the net's maths against autograd, runs over several seeds, and
 Fig. 4 / Fig. 9.
 
 Fidelity checks run each preset at its seed and the three seeds after it ("preset seed and at least 2 of

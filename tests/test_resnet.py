@@ -1,4 +1,4 @@
-"""ResNet experiment (EXPERIMENTS section 5): model shapes, schedules, data loading, and a small CPU run
+"""ResNet experiment (docs/experiments.md §5): model shapes, schedules, data loading, and a small CPU run
 that trains, records every metric, is cached, cancels cleanly and resumes from its saved epoch; the GPU path's
 settings (bf16, channels_last, torch.compile, fused SGD) each train a CPU epoch like float32.
 

@@ -17,6 +17,7 @@ from engine.resnet import experiment as R
 from engine.resnet.checkpoints import read_checkpoint
 from engine.resnet.config import ResNetConfig, RunSpec, lr_schedule
 from engine.resnet.device import DeviceData, training_subset
+from engine.resnet.sharpness import hessian_vector_product, stability_limit, top_eigenvalue
 from engine.resnet.training import Training, noisy_labels
 from engine.sweeps import grid as sweeps
 
@@ -164,3 +165,46 @@ def test_the_variants_are_sweep_axes(axis):
     field, values = axis.split("=")
     get = (lambda c: c.runs[0].label_noise) if field.startswith("runs.") else (lambda c: getattr(c, field))
     assert [get(c) for c in sweep.configs()] == [float(v) for v in values.split(",")]
+
+
+# ----------------------------------------------------------------------------- sharpness
+def test_lanczos_on_hessian_vector_products_finds_the_dense_hessians_top_eigenvalue():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 4)).double().eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # running statistics that are not the defaults
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x, y = torch.randn(16, 1, 8, 8, dtype=torch.float64), torch.randint(0, 4, (16,))
+    names = [n for n, _ in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    sizes = [p.numel() for p in model.parameters()]
+    shapes = [p.shape for p in model.parameters()]
+
+    def loss(v):
+        params = {n: t.view(s) for n, t, s in zip(names, torch.split(v, sizes), shapes, strict=True)}
+        buffers = dict(model.named_buffers())
+        return F.cross_entropy(torch.func.functional_call(model, (params, buffers), (x,)), y)
+
+    dense = torch.autograd.functional.hessian(loss, flat)
+    expected = torch.linalg.eigvalsh(dense)[-1].item()
+    hvp = hessian_vector_product(model, x, y)
+    value, vector = top_eigenvalue(hvp, flat.numel(), iters=flat.numel(), tol=1e-10,
+                                   generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert value == pytest.approx(expected, rel=1e-4)
+    torch.testing.assert_close(hvp(vector), expected * vector, rtol=1e-3, atol=1e-6)
+    # warm-started from its own eigenvector, a few steps suffice
+    again, _ = top_eigenvalue(hvp, flat.numel(), start=vector, iters=3)
+    assert again == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_run_tracks_sharpness_beside_the_edge_of_stability():
+    c = tiny(epochs=1, sharpness_every=1, sharpness_iters=10)
+    rec = Recorder("resnet", c.to_dict())
+    R.run(c, rec, None)
+    hist = rec.view()["runs"][0]["history"]
+    sharp = [v for v in hist["sharpness"] if v is not None]
+    assert len(sharp) == len(hist["step"]) and all(v > 0 for v in sharp)
+    assert hist["stability_limit"] == [pytest.approx(2 / lr) for lr in hist["lr"]]  # plain SGD: 2/η
+    assert stability_limit(0.1, 0.9) == pytest.approx(38.0)

@@ -1,4 +1,4 @@
-"""Step-size schedules against hand-computed values (EXPERIMENTS.md conventions)."""
+"""Step-size schedules against hand-computed values (docs/experiments.md conventions)."""
 
 import numpy as np
 import pytest

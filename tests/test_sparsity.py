@@ -1,4 +1,4 @@
-"""feature_sparsity and kinks against direct transcriptions of their definitions (EXPERIMENTS.md)."""
+"""feature_sparsity and kinks against direct transcriptions of their definitions (docs/experiments.md)."""
 
 from __future__ import annotations
 

@@ -224,6 +224,9 @@ def test_gc_purges_other_versions_and_stale_or_finished_work(tmp_path, monkeypat
     assert resumable.exists() and (resumable / "run0-e0002.pt.123.abc.tmp").exists()  # a write in progress
     assert crashed.exists() and sorted(p.name for p in crashed.iterdir()) == ["about.json", "run0-e0001.pt"]
     assert not any(p.exists() for p in (foreign, unlabelled, finished_work, empty, abandoned))
+    store.work_limit = 0  # over the size limit, gc still keeps the work of current keys that can resume
+    store.gc(now=now)
+    assert resumable.exists() and crashed.exists()
 
 
 def test_work_folders_stay_under_the_size_limit_oldest_first(tmp_path):

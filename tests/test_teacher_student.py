@@ -1,4 +1,4 @@
-"""Teacher-student ReLU nets (EXPERIMENTS section 4): NTK and metrics by hand or autograd, Fig. 5 / Fig. 6.
+"""Teacher-student ReLU nets (docs/experiments.md §4): NTK and metrics by hand or autograd, Fig. 5 / Fig. 6.
 
 Fidelity checks run each preset at its seed and the three seeds after it (one job with seeds=4), with fewer
 checkpoints.

@@ -3,7 +3,7 @@ family's criteria use. The criteria themselves live in each family's `claims` mo
 
 Each check takes the runs of one seed (run dicts of a Result, in config order) and returns a list of
 `Check(claim, obtained, ok)`; `by_seed` splits a multi-seed result. Thresholds come from the paper's text
-(EXPERIMENTS.md "Expected"), not from a measured run.
+(docs/experiments.md "Expected"), not from a measured run.
 """
 
 from __future__ import annotations

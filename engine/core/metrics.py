@@ -1,4 +1,4 @@
-"""Metrics shared by the experiments: rank of the NTK feature matrix phi and ||u * v||_0 (EXPERIMENTS
+"""Metrics shared by the experiments: rank of the NTK feature matrix phi and ||u * v||_0 (docs/experiments.md
 "Shared metrics"), batched over checkpoints. numpy only (no torch, no scipy).
 
 Diagonal nets: phi = [X_f * v, X_f * u] on p = 2d fresh inputs X_f (p x d). With X_f = Q R (R is d x d),

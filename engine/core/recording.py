@@ -2,7 +2,7 @@
 
 An experiment's `run(config, rec)` writes into a Recorder from a worker thread; pages and the
 CLI read consistent copies with `view()` while it trains. The finished record is the job's
-Result (JSON-serializable, see DESIGN.md).
+Result (JSON-serializable, see docs/design.md).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class Recorder:
 
 
 def export(view: dict) -> dict:
-    """The JSON contract of DESIGN.md from a job's record: {"experiment", "preset", "runs": [{"name",
+    """The JSON contract of docs/design.md from a job's record: {"experiment", "preset", "runs": [{"name",
     "status", "config", "final", "history", ...}], ...}."""
     runs = [dict(name=r["name"], label=r["label"], seed=r["seed"], status=r["status"], message=r["message"],
                  config=r["config"], final=r["final"], history=r["history"], snapshots=r["snapshots"])

@@ -1,4 +1,4 @@
-"""Step-size schedules, exactly as EXPERIMENTS.md defines them, shared by every experiment.
+"""Step-size schedules, exactly as docs/experiments.md defines them, shared by every experiment.
 
 Step-indexed schedules return one step size per SGD step (arrays of length `steps`); the ResNet
 schedules are functions of training progress t in [0, 1].

@@ -1,6 +1,6 @@
 """Feature sparsity coefficient of a hidden layer and the kinks of a 1D two-layer ReLU net.
 
-`feature_sparsity` follows EXPERIMENTS.md ("Feature sparsity coefficient", paper Sec. 3): rows scaled
+`feature_sparsity` follows docs/experiments.md ("Feature sparsity coefficient", paper Sec. 3): rows scaled
 to unit norm, dead units out, greedy dedupe in index order by |Pearson correlation| > c against the
 units already kept, then nonzeros in the kept columns / (n * m). One matmul gives every correlation;
 only the units that have a highly correlated earlier unit need the sequential scan.

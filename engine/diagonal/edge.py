@@ -1,5 +1,5 @@
 """Edge of stability of SGD on a diagonal-network data set: the largest constant step size that survives,
-per sampling seed (EXPERIMENTS section 2: the sparsifying window sits just below it and moves with the data).
+per sampling seed (docs/experiments.md §2: the sparsifying window sits just below it and moves with the data).
 
 `find_edge` is the search (all seeds and candidate step sizes advance together in the compiled loop); `run`
 wraps it as a job so the page can run it in the background with progress.

@@ -1,5 +1,5 @@
 """Diagonal linear networks: large steps make SGD's loss stabilize and its noise sparsify u * v
-(paper Sec. 3.1, Fig. 2, 3, 8; EXPERIMENTS section 2).
+(paper Sec. 3.1, Fig. 2, 3, 8; docs/experiments.md §2).
 
 Model h(x) = <u * v, x>, beta = u * v, loss ||X beta - y||^2 / (2n), init u = init_scale * 1, v = 0.
 SGD on sample i: e = <x_i, u * v> - y_i; u -= eta e x_i * v; v -= eta e x_i * u (old u, v both).

@@ -99,6 +99,13 @@ class ResNetConfig(Config):
                              help="w_avg <- τ w_avg + (1 - τ) w after each step")
     swa_start: float = param(0.75, 0.0, 1.0, step=0.05, label="SWA start",
                              help="share of training after which SWA averages the weights")
+    sharpness_every: int = param(0, 0, 1000, step=1, label="sharpness every k-th checkpoint",
+                                 help="λ_max of the training loss's Hessian on a fixed batch (Lanczos on "
+                                      "Hessian-vector products) at every k-th metric checkpoint, beside (2 + 2β)/η; "
+                                      "0 = off")
+    sharpness_iters: int = param(20, 3, 200, step=1, label="Lanczos steps",
+                                 help="most Lanczos steps per sharpness estimate (it stops earlier at a relative "
+                                      "residual of 1e-4)")
     runs: tuple[RunSpec, ...] = field(default=_runs(0.01, 0.75, "exp-warmup"))
 
     run_type: ClassVar = RunSpec

@@ -1,4 +1,4 @@
-"""CIFAR-layout ResNet-18/34 (He et al., 2016, as used in the paper's Sec. 3.3 and EXPERIMENTS section 5).
+"""CIFAR-layout ResNet-18/34 (He et al., 2016, as used in the paper's Sec. 3.3 and docs/experiments.md §5).
 
 3x3 stride-1 stem without max-pool, BatchNorm, four super-blocks of basic blocks with widths
 w, 2w, 4w, 8w, global average pooling and a linear head. Convolutions use Kaiming-normal (fan_out)

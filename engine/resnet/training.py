@@ -19,6 +19,7 @@ from engine.resnet.config import ResNetConfig, RunSpec, lr_schedule
 from engine.resnet.device import DeviceData, fast_path
 from engine.resnet.measures import autocast, block_sparsity, distance_from_init, filters, loss_and_error, pick_units
 from engine.resnet.model import resnet
+from engine.resnet.sharpness import hessian_vector_product, stability_limit, top_eigenvalue
 
 
 # ----------------------------------------------------------------------------- training
@@ -58,6 +59,7 @@ class Training:
                                    weight_decay=o["weight_decay"], **({"fused": True} if fused else {}))
         self.forward = torch.compile(self.model) if c.compile else self.model
         self.avg = averaged(self.model, c)
+        self.sharp_vector: torch.Tensor | None = None  # the last λ_max eigenvector: the next estimate starts there
         self.gen = torch.Generator(device=dev).manual_seed(seed)
         self.per_epoch = len(data.train_y) // c.batch_size
         self.iterations = self.per_epoch * c.epochs
@@ -131,9 +133,22 @@ class Training:
         if self.avg is not None and self.c.average == "swa" and epoch / self.c.epochs > self.c.swa_start:
             self.avg.update_parameters(self.model)
 
+    def sharpness(self, it: int) -> dict:
+        """λ_max of the training loss's Hessian (eval-mode batch norm) on the first evaluation batch, and the edge of
+        stability (2 + 2β)/η at iteration `it`."""
+        d, c = self.data, self.c
+        idx = d.eval_idx[:c.batch_size]
+        hvp = hessian_vector_product(self.model, d.inputs(d.train_x[idx]), d.train_y[idx])
+        size = sum(p.numel() for p in self.model.parameters())
+        gen = torch.Generator(device=d.device).manual_seed(self.seed)
+        value, self.sharp_vector = top_eigenvalue(hvp, size, self.sharp_vector, c.sharpness_iters, generator=gen,
+                                                  device=d.device)
+        lr = float(self.lrs[min(it, self.iterations - 1)])
+        return dict(sharpness=value, stability_limit=stability_limit(lr, c.optim["momentum"]))
+
     def evaluate(self, it: int, images_per_s: float | None) -> dict:
         """Every metric of one checkpoint, logged at iteration `it`."""
-        m, d = self.model, self.data
+        m, d, c = self.model, self.data, self.c
         m.eval()
         train_loss, train_error = loss_and_error(m, d, d.train_x[d.eval_idx], d.train_y[d.eval_idx], self.rec)
         row = dict(train_loss=train_loss, train_error=train_error)
@@ -144,6 +159,8 @@ class Training:
                        **{f"sparsity_block{i + 1}": s for i, s in enumerate(sparsity)})
             self.rec.snapshot(self.run, "filters", dict(step=it, layers=filters(m, self.init)))
             self.rec.snapshot(self.run, "distance_from_init", distance_from_init(m, self.init), step=it)
+            if c.sharpness_every and (it // c.eval_every) % c.sharpness_every == 0:
+                row.update(self.sharpness(it))
             if self.avg is not None and int(self.avg.n_averaged) > 0:
                 a = self.avg.module
                 avg_train = loss_and_error(a, d, d.train_x[d.eval_idx], d.train_y[d.eval_idx], self.rec)
