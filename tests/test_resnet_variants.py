@@ -170,8 +170,9 @@ def test_the_variants_are_sweep_axes(axis):
 # ----------------------------------------------------------------------------- sharpness
 def test_lanczos_on_hessian_vector_products_finds_the_dense_hessians_top_eigenvalue():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 4)).double().eval()
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                          nn.Linear(12, 4)).double().eval()
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):  # running statistics that are not the defaults
             m.running_mean.uniform_(-0.5, 0.5)
