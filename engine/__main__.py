@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -173,18 +175,25 @@ class Interrupted(KeyboardInterrupt):
     exit_code = 128 + 15
 
 
-def _stop_on_sigterm() -> None:
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the body runs (in the main thread), SIGTERM raises `Interrupted` like Ctrl-C's KeyboardInterrupt."""
     import signal
 
     def handler(signum, frame):
         raise Interrupted()
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _log_to_file(store) -> str:
-    """Send the engine's log (a failed job's traceback, a failed point) to a file beside the cache instead of the
-    terminal; returns its path."""
+@contextmanager
+def _log_to_file(store) -> Iterator[str]:
+    """While the body runs, the engine's log (a failed job's traceback, a failed point) goes to `engine.log` beside
+    the cache instead of the terminal; yields its path ('' when it cannot be written: the log stays as it was)."""
     import logging
     import os
     import tempfile
@@ -194,12 +203,18 @@ def _log_to_file(store) -> str:
     try:
         handler: logging.Handler = logging.FileHandler(path)
     except OSError:
-        return ""
+        yield ""
+        return
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     engine_log = logging.getLogger("engine")
     engine_log.addHandler(handler)
-    engine_log.propagate = False
-    return path
+    propagate, engine_log.propagate = engine_log.propagate, False
+    try:
+        yield path
+    finally:
+        engine_log.removeHandler(handler)
+        engine_log.propagate = propagate
+        handler.close()
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -253,16 +268,18 @@ def _whole_number(option: str, text: str | None) -> int | None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """`sweep`: Ctrl-C or SIGTERM stop it (exit 130 / 143), keeping every finished point."""
+    with _sigterm_as_interrupt():
+        return _checked_sweep(args)
+
+
+def _checked_sweep(args: argparse.Namespace) -> int:
     import os
 
     from engine.core.config import with_settings
-    from engine.jobs import JobManager
     from engine.store import Store
-    from engine.sweeps import execute as sweep_exec
     from engine.sweeps import grid as sweeps
-    from engine.sweeps.experiment import job_config
 
-    _stop_on_sigterm()
     # everything that can be checked is checked before any work: exit 2 and one line
     options = sweep_options(args)
     plan = sweeps.build(args.experiment, args.preset, **options)
@@ -277,7 +294,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise ValueError(f"--workers={args.workers}: expected 0 (one per core) or more")
     store = Store(args.cache_dir) if args.cache_dir else Store()
-    log_file = _log_to_file(store)
+    with _log_to_file(store) as log_file:
+        return _sweep(args, plan, scheduler, store, log_file)
+
+
+def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str) -> int:
+    """The rest of `cmd_sweep`: run the checked sweep and report what this invocation did."""
+    from engine.jobs import JobManager
+    from engine.sweeps import execute as sweep_exec
+    from engine.sweeps import grid as sweeps
+    from engine.sweeps.experiment import job_config
+
     if not scheduler:  # a cluster's nodes have their own CUDA and data: checked there, point by point
         problem = sweeps.preflight(plan)
         if problem:
@@ -306,6 +333,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"interrupted: {stored} of {plan.size} points are stored; run the same command again to compute only "
               f"the {plan.size - stored} left", file=sys.stderr)
         return view["interrupt"]
+    if store.warning:
+        print(f"warning: {store.warning}", file=sys.stderr)
     if view["status"] == "failed" and log_file:
         print(f"details of what failed: {log_file}", file=sys.stderr)
     if args.json:

@@ -228,7 +228,7 @@ def _dask(experiment: str, items: list[tuple[int, dict]], address: str, should_s
         module = registry.MODULES[experiment]
         futures = {client.submit(run_point, experiment, module, cfg, resources=resources, retries=1, pure=False): i
                    for i, cfg in items}
-        pending = as_completed(list(futures))
+        pending = as_completed(list(futures), loop=client.loop)
         alone_since, next_look = None, 0.0
         try:
             while not pending.is_empty():
@@ -248,7 +248,7 @@ def _dask(experiment: str, items: list[tuple[int, dict]], address: str, should_s
                             stats["stopped"] = (f"no Dask worker joined {address} for {worker_wait:g} s: stopped "
                                                 f"(the finished points are stored)")
                             return
-                        on_note(f"no Dask worker left: waiting {left:.0f} s more for one")
+                        on_note(f"no Dask worker left, waiting {left:.0f} s")
                 if not pending.has_ready():
                     time.sleep(POLL_SECONDS)
                     continue

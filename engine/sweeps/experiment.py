@@ -79,8 +79,8 @@ def run(c: SweepConfig, rec, workdir=None, store=None) -> None:
     def show(note: str = "") -> None:
         done = sum(counts.values())
         if not rec.stop_requested:  # (a stop is raised below, once the workers are stopped)
-            rec.progress(done / total, f"{done} of {total} points ({counts['cached']} from the cache)"
-                         + (f" - {note}" if note else ""))
+            rec.progress(done / total, (f"{note} - " if note else "")  # first: a progress line is short
+                         + f"{done} of {total} points ({counts['cached']} from the cache)")
 
     if store is None:
         from engine.store import Store
