@@ -294,6 +294,8 @@ def _checked_sweep(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise ValueError(f"--workers={args.workers}: expected 0 (one per core) or more")
     store = Store(args.cache_dir) if args.cache_dir else Store()
+    if store.warning:  # e.g. a locked or unwritable cache: the sweep runs, uncached
+        print(f"warning: {store.warning}", file=sys.stderr)
     with _log_to_file(store) as log_file:
         return _sweep(args, plan, scheduler, store, log_file)
 

@@ -207,7 +207,7 @@ def test_a_scheduler_without_the_engine_is_refused_before_any_point(tmp_path):
 @pytest.mark.parametrize("address", ["bogus", "tcp://127.0.0.1", "tls://", "tls://127.0.0.1:8786",
                                      "tcp://127.0.0.1:99999", "http://127.0.0.1:8786", "tcp://:8786", "FREE"])
 def test_a_bad_scheduler_address_is_one_line_and_exit_2(address, capsys, monkeypatch, sleepy):
-    monkeypatch.setattr(sweep_exec, "CONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(sweep_exec, "CONNECT_SECONDS", 1.0, raising=False)
     address = f"tcp://127.0.0.1:{free_port()}" if address == "FREE" else address  # nothing listens there
     assert main(["sweep", "sleepy", "--preset", "default", "--axis", "tag=1,2", "--scheduler", address]) == 2
     err = capsys.readouterr().err
@@ -319,3 +319,73 @@ def test_a_full_disk_at_the_json_write_is_one_line_and_the_result_stays_cached(t
     assert main(args) == 0
     assert "0 points computed, 2 from the cache" in capsys.readouterr().out
     assert len(json.loads(target.read_text())["cells"]) == 2
+
+
+# ----------------------------------------------------------------------------- the store
+@pytest.fixture(scope="module")
+def diagonal_result():
+    """A finished diagonal result: 2 runs x 2 seeds, and its key."""
+    from engine.core.recording import Recorder
+    from engine.diagonal import experiment as diagonal
+
+    fig2 = diagonal.PRESETS["fig2"].config
+    config = fig2.replace(steps=201, seeds=2, runs=fig2.runs[:2], checkpoints=20)
+    rec = Recorder("diagonal", config.to_dict())
+    diagonal.run(config, rec, None)
+    rec.close("done")
+    return config.key("diagonal"), rec.view()
+
+
+def damaged(result: dict, how: str) -> dict:
+    out = json.loads(json.dumps(result))
+    if how == "runs cut to one":
+        out["runs"] = out["runs"][:1]
+    elif how == "a run of another config":
+        out["runs"][0]["config"]["name"] = "another run"
+    elif how == "history values as text":
+        out["runs"][0]["history"]["train_loss"] = [str(v) for v in out["runs"][0]["history"]["train_loss"]]
+    elif how == "histories of unequal length":
+        out["runs"][1]["history"]["test_loss"].pop()
+    return out
+
+
+@pytest.mark.parametrize("how", ["runs cut to one", "a run of another config", "history values as text",
+                                 "histories of unequal length"])
+def test_an_inconsistent_stored_result_is_a_miss(tmp_path, diagonal_result, how):
+    key, result = diagonal_result
+    store = Store(tmp_path)
+    assert store.put(key, result) and store.get(key) == result
+    assert store.put(key, damaged(result, how))
+    assert store.get(key) is None
+
+
+def test_a_bad_size_limit_is_reset_with_a_warning(tmp_path, diagonal_result):
+    import sqlite3
+
+    key, result = diagonal_result
+    Store(tmp_path)._cache.close()
+    with sqlite3.connect(tmp_path / "results" / "cache.db") as db:
+        db.execute("UPDATE Settings SET value = 'lots' WHERE key = 'size_limit'")
+    store = Store(tmp_path)
+    assert "size_limit='lots' is not a size" in store.warning
+    assert store.put(key, result) and store.get(key) == result
+
+
+def test_a_locked_cache_is_waited_for_briefly_then_reported(tmp_path, monkeypatch, diagonal_result):
+    import sqlite3
+
+    import engine.store as store_module
+
+    monkeypatch.setattr(store_module, "LOCK_WAIT_SECONDS", 0.5, raising=False)
+    key, result = diagonal_result
+    Store(tmp_path)._cache.close()
+    holder = sqlite3.connect(tmp_path / "results" / "cache.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        store = Store(tmp_path)  # (diskcache alone waits 60 s here)
+        assert "database is locked" in store.warning
+        assert store.get(key) is None and not store.put(key, result)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert Store(tmp_path).put(key, result)
