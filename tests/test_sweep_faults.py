@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -382,7 +383,9 @@ def test_a_locked_cache_is_waited_for_briefly_then_reported(tmp_path, monkeypatc
     holder = sqlite3.connect(tmp_path / "results" / "cache.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        store = Store(tmp_path)  # (diskcache alone waits 60 s here)
+        opened = []
+        threading.Thread(target=lambda: opened.append(Store(tmp_path)), daemon=True).start()
+        store = wait_for(lambda: opened and opened[0], "the store to give up", deadline=20)  # diskcache waits 60 s
         assert "database is locked" in store.warning
         assert store.get(key) is None and not store.put(key, result)
     finally:
