@@ -167,13 +167,14 @@ def check_address(address: str) -> None:
                              f"distributed.comm.tls.client.cert (and .key) in Dask's configuration")
 
 
-def connect(address: str, timeout: float = CONNECT_SECONDS):
+def connect(address: str, timeout: float | None = None):
     """A distributed Client of the scheduler at `address` whose nodes (the scheduler and every worker) import
     this engine version; ValueError in one line naming the node otherwise, or when nothing answers within
-    `timeout` seconds."""
+    `timeout` seconds (default CONNECT_SECONDS)."""
     from distributed import Client
 
     check_address(address)
+    timeout = CONNECT_SECONDS if timeout is None else timeout
     try:
         client = Client(address, timeout=f"{timeout}s", set_as_default=False)
     except Exception as exc:  # OSError, TimeoutError, a TLS setup error: all say the same to the user
