@@ -140,8 +140,12 @@ def follow(job, desc: str, quiet: bool) -> dict:
         interrupt = getattr(exc, "exit_code", 130)
         job.cancel()
         deadline = time.monotonic() + 30
-        while not job.wait(max(0.0, deadline - time.monotonic())) and time.monotonic() < deadline:
-            pass
+        while time.monotonic() < deadline:
+            try:
+                if job.wait(0.1):
+                    break
+            except KeyboardInterrupt:  # pressed again: the stop is under way already
+                pass
     else:
         interrupt = 0
     bar.n = int(job.view()["progress"] * 1000)
@@ -307,15 +311,16 @@ def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str)
     from engine.sweeps import grid as sweeps
     from engine.sweeps.experiment import job_config
 
-    if not scheduler:  # a cluster's nodes have their own CUDA and data: checked there, point by point
-        problem = sweeps.preflight(plan)
-        if problem:
-            raise ValueError(problem)
-    else:
-        sweep_exec.connect(scheduler).close()  # ValueError in one line: no scheduler, or a node without the engine
+    config = job_config(plan, scheduler, args.workers, not args.no_cache, args.worker_wait)
     manager = JobManager(store)
-    job = manager.submit("sweep", job_config(plan, scheduler, args.workers, not args.no_cache, args.worker_wait),
-                         preset=args.preset, use_cache=not args.no_cache)
+    if args.no_cache or manager.find("sweep", config) is None:  # a stored sweep needs neither data nor a cluster
+        if not scheduler:  # (a cluster's nodes have their own CUDA and data: checked there, point by point)
+            problem = sweeps.preflight(plan)
+            if problem:
+                raise ValueError(problem)
+        else:  # ValueError in one line: no scheduler there, or a node without this engine
+            sweep_exec.connect(scheduler).close()
+    job = manager.submit("sweep", config, preset=args.preset, use_cache=not args.no_cache)
     view = follow(job, f"sweep {args.experiment}/{args.preset} ({plan.size} points x {plan.seeds} seeds)",
                   args.quiet)
     result = plan.export(view["extras"].get("cells", []))

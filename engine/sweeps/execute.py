@@ -81,7 +81,7 @@ def _local(experiment: str, items: list[tuple[int, dict]], workers: int,
            should_stop: Callable[[], bool]) -> Iterator[Outcome]:
     """Points on `workers` loky processes (reused between sweeps, so compiled kernels stay loaded; each ends with
     this process). When a worker dies, loky fails every pending point with TerminatedWorkerError: each is retried
-    once on a fresh pool. A stop cancels the queued points and kills the workers at once."""
+    once on a fresh pool. A stop kills the workers at once, dropping the points they were running."""
     from joblib.externals.loky import get_reusable_executor
 
     tries = {i: 0 for i, _ in items}
