@@ -439,8 +439,9 @@ def from_dict(data: object) -> Sweep:
         raise ValueError("sweep.links: source and target are field names")
     module = registry.get(data["experiment"])
     base = module.Config.from_dict(data["base"])
-    for link in links:
-        _field_of(base, link.source), _field_of(base, link.target)
+    for link in links:  # both ends are numeric settings of the base (ValueError naming one otherwise)
+        _field_of(base, link.source)
+        _field_of(base, link.target)
     return Sweep(data["experiment"], data["preset"], base, tuple(parse_axis(base, a) for a in data["axes"]),
                  data.get("seeds", 1), tuple(data.get("metrics", ())), data.get("run", 0), data.get("stuck_above"),
                  links)
