@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -134,12 +136,21 @@ def follow(job, desc: str, quiet: bool) -> dict:
             bar.set_postfix_str(view["message"][:48], refresh=False)
             bar.refresh()
             time.sleep(0.05)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        interrupt = getattr(exc, "exit_code", 130)
         job.cancel()
-        job.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if job.wait(0.1):
+                    break
+            except KeyboardInterrupt:  # pressed again: the stop is under way already
+                pass
+    else:
+        interrupt = 0
     bar.n = int(job.view()["progress"] * 1000)
     bar.close()
-    return job.view()
+    return dict(job.view(), interrupt=interrupt)
 
 
 def cells_table(export: dict) -> str:
@@ -162,47 +173,184 @@ def cells_table(export: dict) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the exit status says which: 128 + the signal's number)."""
+
+    exit_code = 128 + 15
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the body runs (in the main thread), SIGTERM raises `Interrupted` like Ctrl-C's KeyboardInterrupt."""
+    import signal
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _log_to_file(store) -> Iterator[str]:
+    """While the body runs, the engine's log (a failed job's traceback, a failed point) goes to `engine.log` beside
+    the cache instead of the terminal; yields its path ('' when it cannot be written: the log stays as it was)."""
+    import logging
+    import os
+    import tempfile
+
+    folder = store.dir if os.access(store.dir, os.W_OK) else tempfile.gettempdir()
+    path = os.path.join(folder, "engine.log")
+    try:
+        handler: logging.Handler = logging.FileHandler(path)
+    except OSError:
+        yield ""
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    engine_log = logging.getLogger("engine")
+    engine_log.addHandler(handler)
+    propagate, engine_log.propagate = engine_log.propagate, False
+    try:
+        yield path
+    finally:
+        engine_log.removeHandler(handler)
+        engine_log.propagate = propagate
+        handler.close()
+
+
+def _write_json(path: str, data: dict) -> None:
+    """Write `data` to `path` through a temporary file beside it, so a failed write (a full disk) leaves any old
+    file whole; OSError otherwise."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=".sweep-", suffix=".json.tmp", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def sweep_options(args: argparse.Namespace) -> dict:
+    """The sweep's own command-line values, checked (ValueError in one line)."""
+    import math
+
+    seeds, run = _whole_number("--seeds", args.seeds), _whole_number("--run", args.run)
+    if seeds is not None and seeds < 1:
+        raise ValueError(f"--seeds {seeds}: expected 1 or more")
+    if args.stuck_above is not None and not math.isfinite(args.stuck_above):
+        raise ValueError(f"--stuck-above {args.stuck_above}: expected a finite train loss")
+    if args.worker_wait < 0 or not math.isfinite(args.worker_wait):
+        raise ValueError(f"--worker-wait {args.worker_wait}: expected seconds (0 or more)")
+    for text in args.axis:
+        if not text.isascii():
+            raise ValueError(f"--axis {text!r}: numbers are ASCII digits only")
+    metrics = [m.strip() for m in args.metric.split(",") if m.strip()] if args.metric is not None else None
+    if metrics is not None and not metrics:
+        raise ValueError(f"--metric {args.metric!r}: name at least one metric")
+    return dict(axes=args.axis or None, seeds=seeds, metrics=metrics, run=run, stuck_above=args.stuck_above)
+
+
+def _whole_number(option: str, text: str | None) -> int | None:
+    """A whole-number option's value: ASCII digits only, as --set takes them (ValueError in one line)."""
+    if text is None:
+        return None
+    if not (text.isascii() and text.strip().lstrip("+-").isdigit()):
+        raise ValueError(f"{option} {text!r}: expected a whole number (ASCII digits)")
+    return int(text)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """`sweep`: Ctrl-C or SIGTERM stop it (exit 130 / 143), keeping every finished point."""
+    with _sigterm_as_interrupt():
+        return _checked_sweep(args)
+
+
+def _checked_sweep(args: argparse.Namespace) -> int:
     import os
 
     from engine.core.config import with_settings
-    from engine.jobs import JobManager
     from engine.store import Store
     from engine.sweeps import grid as sweeps
-    from engine.sweeps.experiment import job_config
 
-    metrics = [m.strip() for m in args.metric.split(",") if m.strip()] if args.metric else None
-    options = dict(axes=args.axis or None, seeds=args.seeds, metrics=metrics, run=args.run,
-                   stuck_above=args.stuck_above)
+    # everything that can be checked is checked before any work: exit 2 and one line
+    options = sweep_options(args)
     plan = sweeps.build(args.experiment, args.preset, **options)
     if args.set:
         plan = sweeps.build(args.experiment, args.preset, base=with_settings(plan.base, _parse_sets(args.set)),
                             **options)
-    scheduler = args.scheduler or os.environ.get("SPARSE_SGD_SCHEDULER", "")
+    scheduler = args.scheduler if args.scheduler is not None else os.environ.get("SPARSE_SGD_SCHEDULER", "")
     if args.json:
         _check_json_target(args.json)
     if args.cache_dir:
         _check_cache_dir(args.cache_dir)
     if args.workers < 0:
         raise ValueError(f"--workers={args.workers}: expected 0 (one per core) or more")
-    manager = JobManager(Store(args.cache_dir) if args.cache_dir else None)
-    job = manager.submit("sweep", job_config(plan, scheduler, args.workers, not args.no_cache), preset=args.preset,
-                         use_cache=not args.no_cache)
+    store = Store(args.cache_dir) if args.cache_dir else Store()
+    if store.warning:  # e.g. a locked or unwritable cache: the sweep runs, uncached
+        print(f"warning: {store.warning}", file=sys.stderr)
+    with _log_to_file(store) as log_file:
+        return _sweep(args, plan, scheduler, store, log_file)
+
+
+def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str) -> int:
+    """The rest of `cmd_sweep`: run the checked sweep and report what this invocation did."""
+    from engine.jobs import JobManager
+    from engine.sweeps import execute as sweep_exec
+    from engine.sweeps import grid as sweeps
+    from engine.sweeps.experiment import job_config
+
+    config = job_config(plan, scheduler, args.workers, not args.no_cache, args.worker_wait)
+    manager = JobManager(store)
+    if args.no_cache or manager.find("sweep", config) is None:  # a stored sweep needs neither data nor a cluster
+        if not scheduler:  # (a cluster's nodes have their own CUDA and data: checked there, point by point)
+            problem = sweeps.preflight(plan)
+            if problem:
+                raise ValueError(problem)
+        else:  # ValueError in one line: no scheduler there, or a node without this engine
+            sweep_exec.connect(scheduler).close()
+    job = manager.submit("sweep", config, preset=args.preset, use_cache=not args.no_cache)
     view = follow(job, f"sweep {args.experiment}/{args.preset} ({plan.size} points x {plan.seeds} seeds)",
                   args.quiet)
     result = plan.export(view["extras"].get("cells", []))
     stats = view["extras"].get("stats", {})
+    if job.from_cache:  # this invocation computed nothing: the whole sweep was stored
+        stats = dict(computed=0, cached=plan.size, failed=0, notes=[])
     if not args.quiet:
         print(cells_table(result))
-        where = "from the cache" if job.from_cache else f"in {view['elapsed']:.1f} s"
+        where = "a stored sweep" if job.from_cache else f"in {view['elapsed']:.1f} s"
         print(f"status: {view['status']} ({where}): {stats.get('computed', 0)} points computed, "
               f"{stats.get('cached', 0)} from the cache, {stats.get('failed', 0)} failed"
               + (f" - {view['message']}" if view["status"] != "done" and view["message"] else ""))
         for note in stats.get("notes", []):
             print(f"note: {note}")
+    if view.get("interrupt"):
+        stored = stats.get("computed", 0) + stats.get("cached", 0)
+        print(f"interrupted: {stored} of {plan.size} points are stored; run the same command again to compute only "
+              f"the {plan.size - stored} left", file=sys.stderr)
+        return view["interrupt"]
+    if store.warning:
+        print(f"warning: {store.warning}", file=sys.stderr)
+    if view["status"] == "failed" and log_file:
+        print(f"details of what failed: {log_file}", file=sys.stderr)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh)
+        try:
+            _write_json(args.json, result)
+        except OSError as exc:
+            print(f"error: --json {args.json}: could not be written ({exc.strerror or exc}); the points are in the "
+                  f"cache, so the same command writes it again without computing them", file=sys.stderr)
+            return 1
     return 0 if view["status"] == "done" and not stats.get("failed") else 1
 
 
@@ -261,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                        "sweep preset map-... (its axes, seeds and metrics; --axis / --seeds override them)")
     sweep.add_argument("--axis", action="append", default=[], metavar="FIELD=LO:HI:N|V1,V2,...",
                        help="a setting to sweep (a field or runs.K.field), at most two")
-    sweep.add_argument("--seeds", type=int, default=None, help="seeds per point")
+    sweep.add_argument("--seeds", default=None, help="seeds per point")
     sweep.add_argument("--metric", default=None, help="metrics of the cells, comma separated")
-    sweep.add_argument("--run", type=int, default=None, help="the run (index K) whose metrics the cells show "
+    sweep.add_argument("--run", default=None, help="the run (index K) whose metrics the cells show "
                        "(default: the run of a runs.K axis, else the last)")
     sweep.add_argument("--stuck-above", type=float, default=None, help="count a seed as stuck when its final "
                        "train loss is above this (Fig. 9)")
@@ -271,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:8786 (default "
                        "$SPARSE_SGD_SCHEDULER; none: local worker processes)")
     sweep.add_argument("--workers", type=int, default=0, help="local worker processes (default: one per core)")
+    sweep.add_argument("--worker-wait", type=float, default=120.0, metavar="SECONDS", help="on a Dask cluster: how "
+                       "long to wait for a worker when none is left before stopping (default 120)")
     sweep.add_argument("--json", default=None, metavar="OUT", help="write the cells as JSON")
     sweep.add_argument("--no-cache", action="store_true", help="recompute every point")
     sweep.add_argument("--cache-dir", default=None, help="cache folder (default $SPARSE_SGD_CACHE or cache/)")
@@ -288,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # before any work started
+        print("interrupted before any work started", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
 
 
 if __name__ == "__main__":

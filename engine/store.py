@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import diskcache
@@ -31,6 +32,7 @@ from engine import registry
 
 log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "cache"
+LOCK_WAIT_SECONDS = 5.0  # how long a locked database is waited for before going on uncached (with a warning)
 WORK_LIMIT = 4 * 2**30  # bytes of checkpoints kept under work/ (oldest folders go first)
 STALE_TMP_SECONDS = 3600  # a temporary file older than this is left over from a crash
 WORK_MAX_AGE = 14 * 86400  # saved work of a cancelled job untouched this long is dropped by gc
@@ -143,7 +145,23 @@ def well_formed(result: object) -> bool:
         steps = hist.get("step")
         if not isinstance(steps, list) or not all(isinstance(c, list) and len(c) == len(steps) for c in hist.values()):
             return False
-    return True
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                   for column in hist.values() for v in column):
+            return False
+    return _runs_match_config(result)
+
+
+def _runs_match_config(result: dict) -> bool:
+    """Whether a result holds one run per run of its config's runs table and seed (by the run's own config name):
+    a result cut short, or runs of another config, is no result of this one."""
+    table = result["config"].get("runs")
+    if not isinstance(table, list):
+        return True  # no runs table: the experiment decides its runs
+    seeds = result["config"].get("seeds", 1)
+    if not all(isinstance(r, dict) for r in table) or not isinstance(seeds, int) or isinstance(seeds, bool):
+        return False
+    expected = Counter({r.get("name"): seeds for r in table})
+    return Counter(run["config"].get("name") for run in result["runs"]) == expected
 
 
 def _config_of(about: object):
@@ -159,6 +177,24 @@ def key_of(result: dict) -> str | None:
     they are no valid config)."""
     config = _config_of(result)
     return None if config is None else config.key(result["experiment"])
+
+
+def _wait_for_lock(db: Path) -> None:
+    """sqlite3.OperationalError ('database is locked') when another process holds the database's write lock for
+    LOCK_WAIT_SECONDS (diskcache's own open would wait 60 s, then fail the same way)."""
+    if not db.is_file():
+        return
+    try:
+        con = sqlite3.connect(str(db), timeout=LOCK_WAIT_SECONDS, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        if "locked" in str(exc):
+            raise
+        # anything else (read-only, damaged) is diskcache's to meet and the store's to report, as before
 
 
 class Store:
@@ -203,21 +239,32 @@ class Store:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 if results.exists() and not results.is_dir():
                     self._set_aside(results, "results is a file, not a folder")
-                self._cache = diskcache.Cache(str(results), disk=DataDisk)
+                _wait_for_lock(results / diskcache.core.DBNAME)
+                self._cache = diskcache.Cache(str(results), disk=DataDisk, timeout=LOCK_WAIT_SECONDS)
                 self._problem("open", None)
+                self._check_settings()
                 return
             except Exception as exc:
                 error = exc
             if not _is_unusable(error):  # a damaged file, a foreign schema or settings: start a new one
                 try:
                     self._set_aside(results, f"the result cache was unreadable ({_describe(error)})")
-                    self._cache = diskcache.Cache(str(results), disk=DataDisk)
+                    self._cache = diskcache.Cache(str(results), disk=DataDisk, timeout=LOCK_WAIT_SECONDS)
                     return
                 except Exception as exc:
                     error = exc
             self._cache = None
             self._problem("open", f"results are not being cached: the cache folder {self.dir} cannot be used "
                                   f"({_describe(error)})")
+
+    def _check_settings(self) -> None:
+        """Reset a size setting of the database that is not a size (diskcache would fail every write on it)."""
+        for name in ("size_limit", "cull_limit"):
+            value = getattr(self._cache, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "size_limit" else 0):
+                default = diskcache.DEFAULT_SETTINGS[name]
+                self._cache.reset(name, default)
+                self._problem("settings", f"the cache's setting {name}={value!r} is not a size: reset to {default}")
 
     def _set_aside(self, results: Path, why: str) -> None:
         """Move a damaged results database out of the way (kept for inspection) and say so."""
@@ -250,7 +297,8 @@ class Store:
             reason = "the disk is full" if "full" in str(exc) or getattr(exc, "errno", None) == 28 else _describe(exc)
             self._problem("write", f"results are not being cached: {reason} ({self.dir})")
         else:
-            log.warning("the result cache could not be read (%s)", _describe(exc))
+            self._problem("read", f"results could not be read from the cache ({_describe(exc)}): computing them "
+                                  f"again ({self.dir})")
 
     # ---- results ----
     def get(self, key: str) -> dict | None:

@@ -71,7 +71,7 @@ def test_points_equal_the_same_configs_run_one_at_a_time(local_sweep):
 def test_a_repeated_sweep_comes_from_the_cache(local_sweep):
     sweep, store, cells, _ = local_sweep
     again, stats = sweep_exec.execute(sweep, store, workers=2)
-    assert stats == dict(computed=0, cached=4, failed=0, notes=[])
+    assert stats == dict(computed=0, cached=4, failed=0, notes=[], stopped="")
     assert again == [{k: v for k, v in c.items() if k != "worker"} for c in cells]
     wider = sweeps.build("diagonal", "fig2", axes=["runs.1.lr=0.27,0.28,0.29", AXES[1]], seeds=2,
                          metrics=["test_loss"], base=BASE)

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from engine.core.config import Config
+from engine.core.config import Config, parse_json
 
 # experiment -> (page url path, query-parameter prefix of its settings)
 PAGES = {"diagonal": ("diagonal", "diag_"), "relu1d": ("relu_1d", "relu_"),
@@ -56,7 +56,7 @@ def read_changes(text: str | None, config_type: type, what: str) -> tuple[dict, 
     if not text:
         return {}, None
     try:
-        data = json.loads(text)
+        data = parse_json(text, what)
         if not isinstance(data, dict):
             raise ValueError
     except ValueError:

@@ -8,7 +8,7 @@ from dataclasses import fields
 import pandas as pd
 import streamlit as st
 
-from engine.core.config import Config, check_field, field_info
+from engine.core.config import Config, check_field, field_info, parse_json
 
 
 def _label(info: dict) -> str:
@@ -105,7 +105,7 @@ def _link_rows(text: str, runs: tuple[Config, ...], key: str) -> tuple[list[dict
     preset_rows = [r.to_dict() for r in runs]
     run_type = type(runs[0])
     try:
-        rows = json.loads(text)
+        rows = parse_json(text, key)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ValueError
     except ValueError:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -203,6 +204,27 @@ class Config:
     def key(self, experiment: str) -> str:
         """Cache key: the experiment name, every field, and the code and libraries that compute the result."""
         return version.fingerprint([experiment, self.state(), self.to_dict()])
+
+
+MAX_JSON_DEPTH = 32  # nesting of a JSON-valued setting (a sweep, a runs table): far above any real one
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def parse_json(text: str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The value of JSON text `text` given for `what` (a field or link parameter); ValueError naming `what` when
+    it is not JSON or nests deeper than `max_depth` (Python's parser would recurse once per level)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what}: expected JSON text, got {type(text).__name__}")
+    depth = deepest = 0
+    for bracket in re.finditer(r"[\[\]{}]", _JSON_STRING.sub('""', text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > max_depth:
+            raise ValueError(f"{what}: nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError(f"{what}: not valid JSON") from None
 
 
 def with_settings(config: Config, settings: dict[str, str]) -> Config:

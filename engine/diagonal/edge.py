@@ -7,7 +7,6 @@ wraps it as a job so the page can run it in the background with progress.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.core import exact
-from engine.core.config import Config, Preset, param
+from engine.core.config import Config, Preset, param, parse_json
 from engine.diagonal.config import LOSS_LIMIT, DiagonalConfig, DiagonalRun
 from engine.diagonal.data import make_data
 from engine.diagonal.sim import ALGORITHMS, CHUNK_OPS, Simulator, Trajectories, sde_delta
@@ -59,13 +58,14 @@ class EdgeConfig(Config):
         """The runs whose schedules measure the window (none: edge only)."""
         if not self.window_runs:
             return ()
-        try:
-            rows = json.loads(self.window_runs)
-            if not isinstance(rows, list) or not 1 <= len(rows) <= 8:
-                raise ValueError
-        except ValueError:
-            raise ValueError("window_runs: expected a JSON list of 1 to 8 runs") from None
-        return tuple(DiagonalRun.from_dict(r) for r in rows)
+        rows = parse_json(self.window_runs, "window_runs")
+        if not isinstance(rows, list) or not 1 <= len(rows) <= 8:
+            raise ValueError("window_runs: expected a JSON list of 1 to 8 runs")
+        runs = tuple(DiagonalRun.from_dict(r, f"window_runs.{i}.") for i, r in enumerate(rows))
+        names = [r.name for r in runs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"window_runs: names must differ, got {names}")
+        return runs
 
 
 Config = EdgeConfig

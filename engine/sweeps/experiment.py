@@ -4,11 +4,10 @@ cells filling in live as points finish. The job's config is the sweep as plain d
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from engine.core import version
-from engine.core.config import Config, Preset, param
+from engine.core.config import Config, Preset, param, parse_json
 from engine.sweeps import execute as sweep_exec
 from engine.sweeps import grid as sweeps
 
@@ -22,17 +21,15 @@ class SweepConfig(Config):
     scheduler: str = param("", help="address of a Dask scheduler (tcp://HOST:8786); '' = local processes")
     workers: int = param(0, 0, 256, step=1, help="local worker processes (0 = one per core)")
     use_cache: bool = param(True, help="reuse cached points (off: recompute every point)")
+    worker_wait: float = param(sweep_exec.WORKER_WAIT, 0.0, 86_400.0, step=10.0,
+                               help="seconds a Dask sweep waits for a worker when none is left, then stops")
 
     def check(self) -> None:
         self.plan()  # raises ValueError naming the problem
 
     def plan(self) -> sweeps.Sweep:
         """The sweep this job runs."""
-        try:
-            data = json.loads(self.sweep)
-        except json.JSONDecodeError:
-            raise ValueError("sweep: not valid JSON") from None
-        return sweeps.from_dict(data)
+        return sweeps.from_dict(parse_json(self.sweep, "sweep"))
 
     def state(self) -> dict:
         """The sweep's own code and the code and libraries of the experiment it sweeps."""
@@ -47,9 +44,15 @@ class SweepConfig(Config):
 Config = SweepConfig
 
 
-def job_config(sweep: sweeps.Sweep, scheduler: str = "", workers: int = 0, use_cache: bool = True) -> SweepConfig:
+def job_config(sweep: sweeps.Sweep, scheduler: str = "", workers: int = 0, use_cache: bool = True,
+               worker_wait: float = sweep_exec.WORKER_WAIT) -> SweepConfig:
     """The job config of a sweep."""
-    return SweepConfig(sweeps.dumps(sweep), scheduler, workers, use_cache)
+    return SweepConfig(sweeps.dumps(sweep), scheduler, workers, use_cache, worker_wait)
+
+
+class SweepIncomplete(Exception):
+    """Some points failed, or the cluster went away: the job is not a finished sweep (its finished points are
+    stored, so running it again computes only the rest)."""
 
 
 PRESETS = {
@@ -73,15 +76,25 @@ def run(c: SweepConfig, rec, workdir=None, store=None) -> None:
         counts[source] += 1
         rec.snapshot(None, "cells", cells)
         rec.snapshot(None, "stats", dict(counts))
+        show()
+
+    def show(note: str = "") -> None:
         done = sum(counts.values())
         if not rec.stop_requested:  # (a stop is raised below, once the workers are stopped)
-            rec.progress(done / total, f"{done} of {total} points ({counts['cached']} from the cache)")
+            rec.progress(done / total, (f"{note} - " if note else "")  # first: a progress line is short
+                         + f"{done} of {total} points ({counts['cached']} from the cache)")
 
     if store is None:
         from engine.store import Store
 
         store = Store()
     _, stats = sweep_exec.execute(plan, store, scheduler=c.scheduler or None, workers=c.workers or None,
-                                  use_cache=c.use_cache, on_cell=on_cell, should_stop=lambda: rec.stop_requested)
+                                  use_cache=c.use_cache, on_cell=on_cell, should_stop=lambda: rec.stop_requested,
+                                  on_note=show, worker_wait=c.worker_wait)
     rec.snapshot(None, "stats", dict(counts, notes=stats["notes"]))
     rec.progress(sum(counts.values()) / total)  # raises Cancelled after a stop: the finished points stay cached
+    if stats["stopped"]:
+        raise SweepIncomplete(stats["stopped"])
+    if counts["failed"]:
+        raise SweepIncomplete(f"{counts['failed']} of {total} points failed (their cells say why); the others are "
+                              f"stored, so running the sweep again computes only the failed ones")

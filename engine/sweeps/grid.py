@@ -28,7 +28,9 @@ from engine.relu.claims import STUCK_LOSS
 MAX_AXES = 2
 MAX_POINTS = 1000        # grid points of one sweep
 SWEEP_DENSITY = {"checkpoints": 20, "snapshots": 2}  # what final metrics need (and a loss plateau for claims)
-METRICS = {
+METRICS = {  # what a cell can show, per experiment that can be swept
+    "bouncing": ("train_loss", "theta", "label_noise_mean", "two_loss_mean", "prop1_error"),
+    "diagonal_edge": ("lo", "hi"),
     "diagonal": ("test_loss", "train_loss", "l0_norm", "ntk_rank"),
     "relu1d": ("train_loss", "kinks", "feature_sparsity", "ntk_rank"),
     "teacher_student": ("test_loss", "train_loss", "alignment", "ntk_rank", "feature_sparsity",
@@ -63,7 +65,7 @@ def _field_of(config: Config, name: str) -> tuple[dataclasses.Field, type, str]:
         runs = getattr(config, "runs", None)
         if runs is None:
             raise ValueError(f"axis {name!r}: this experiment has no runs table")
-        if not parts[1].isdigit() or int(parts[1]) >= len(runs):
+        if not (parts[1].isascii() and parts[1].isdigit()) or int(parts[1]) >= len(runs):
             raise ValueError(f"axis {name!r}: run index {parts[1]} is not one of 0..{len(runs) - 1}")
         target, owner, name = runs[int(parts[1])], f"runs.{parts[1]}.", parts[2]
     elif len(parts) != 1:
@@ -97,6 +99,8 @@ def parse_axis(config: Config, text: str) -> Axis:
     if "=" not in text:
         raise ValueError(f"--axis {text!r}: expected FIELD=LO:HI:N or FIELD=V1,V2,...")
     name, spec = (s.strip() for s in text.split("=", 1))
+    if not text.isascii():  # float('١٠') parses, but it is not what a user typed as a number (as --set)
+        raise ValueError(f"--axis {text!r}: fields and numbers are ASCII only")
     f, kind, owner = _field_of(config, name)
     try:
         if ":" in spec:
@@ -248,6 +252,8 @@ class Sweep:
     links: tuple[Link, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.experiment == "sweep":
+            raise ValueError("a sweep's points are experiments, not sweeps")
         if not 1 <= len(self.axes) <= MAX_AXES:
             raise ValueError(f"a sweep takes 1 or {MAX_AXES} axes, got {len(self.axes)}")
         names = [a.field for a in self.axes]
@@ -263,6 +269,13 @@ class Sweep:
         runs = getattr(self.base, "runs", ())
         if runs and not 0 <= self.run < len(runs):
             raise ValueError(f"run={self.run}: the config has runs 0..{len(runs) - 1}")
+        if not runs and self.run != 0:
+            raise ValueError(f"run={self.run}: {self.experiment} has no runs table, so there is no run to choose")
+        if self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds}: a sweep needs 1 seed or more")
+        if self.stuck_above is not None and not (isinstance(self.stuck_above, (int, float))
+                                                 and math.isfinite(self.stuck_above)):
+            raise ValueError(f"stuck_above={self.stuck_above!r}: expected a finite train loss")
         if "seeds" not in {f.name for f in dataclasses.fields(self.base)} and self.seeds != 1:
             raise ValueError(f"{self.experiment} has no seeds setting: sweep it with one seed")
         self.configs()  # every point validates now, before any work
@@ -344,6 +357,9 @@ def build(experiment: str, preset: str, axes: list[str] | None = None, seeds: in
     metrics the arguments override. `base` replaces the preset's config (e.g. a page's current settings)."""
     if not preset:
         raise ValueError("--preset: a preset name is needed")
+    registry.get(experiment)  # an unknown name: its own message
+    if experiment not in METRICS:
+        raise ValueError(f"{experiment} cannot be swept: expected one of {', '.join(METRICS)}")
     sweep_preset = presets(experiment).get(preset)
     if sweep_preset is not None:
         _, config = registry.preset(experiment, sweep_preset.preset)
@@ -352,7 +368,7 @@ def build(experiment: str, preset: str, axes: list[str] | None = None, seeds: in
             changes["runs"] = tuple(config.run_type.from_dict(r) for r in changes["runs"])
         config = config.replace(**changes)
         axes = axes or list(sweep_preset.axes)
-        seeds = seeds or sweep_preset.seeds
+        seeds = seeds if seeds is not None else sweep_preset.seeds
         metrics = metrics or list(sweep_preset.metrics)
         stuck_above = stuck_above if stuck_above is not None else sweep_preset.stuck_above
         links = sweep_preset.links
@@ -374,7 +390,16 @@ def build(experiment: str, preset: str, axes: list[str] | None = None, seeds: in
         indices = [int(a.field.split(".")[1]) for a in parsed if a.field.startswith("runs.")]
         run = indices[0] if indices else max(len(getattr(config, "runs", ())) - 1, 0)
     metrics = list(metrics or METRICS.get(experiment, ())[:2])
-    return Sweep(experiment, preset, config, parsed, int(seeds or 1), tuple(metrics), run, stuck_above, links)
+    return Sweep(experiment, preset, config, parsed, 1 if seeds is None else seeds, tuple(metrics), run, stuck_above,
+                 links)
+
+
+def preflight(sweep: Sweep) -> str | None:
+    """What would stop the sweep's points from running on this machine (the checks `run` does: CUDA, data on
+    disk, data_dir inside the data root), as one line, checked once for the grid: the axes are numeric settings,
+    which these checks do not read, so every point shares the first one's answer."""
+    problem = registry.preflight(sweep.experiment, sweep.configs()[0])
+    return f"{problem} (every point of the sweep needs it)" if problem else None
 
 
 def to_dict(sweep: Sweep) -> dict:
@@ -385,13 +410,41 @@ def to_dict(sweep: Sweep) -> dict:
                                                            mapping=[list(p) for p in k.mapping]) for k in sweep.links])
 
 
-def from_dict(data: dict) -> Sweep:
-    """Inverse of `to_dict`."""
+_SWEEP_FIELDS = dict(experiment=str, preset=str, base=dict, axes=list, seeds=int, metrics=list, run=int,
+                     stuck_above=(int, float, type(None)), links=list)
+
+
+def from_dict(data: object) -> Sweep:
+    """Inverse of `to_dict`; ValueError naming the first field that is missing or of the wrong type (the data may
+    come from a link or a job's JSON)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"sweep: expected an object with {', '.join(_SWEEP_FIELDS)}, got {type(data).__name__}")
+    unknown = sorted(map(str, set(data) - set(_SWEEP_FIELDS)))
+    if unknown:
+        raise ValueError(f"sweep: unknown field(s) {', '.join(unknown)}")
+    missing = [k for k in ("experiment", "preset", "base", "axes") if k not in data]
+    if missing:
+        raise ValueError(f"sweep: {', '.join(missing)} missing")
+    for name, kind in _SWEEP_FIELDS.items():
+        if name in data and (not isinstance(data[name], kind) or isinstance(data[name], bool)):
+            raise ValueError(f"sweep.{name}: {type(data[name]).__name__} is of the wrong type")
+    if not all(isinstance(v, str) for v in [*data["axes"], *data.get("metrics", ())]):
+        raise ValueError("sweep.axes and sweep.metrics: expected lists of text")
+    try:
+        links = tuple(Link(k["source"], k["target"], tuple((float(a), float(b)) for a, b in k["mapping"]))
+                      for k in data.get("links", ()))
+    except (TypeError, KeyError, ValueError):
+        raise ValueError("sweep.links: expected [{source, target, mapping: [[value, value], ...]}]") from None
+    if not all(isinstance(k.source, str) and isinstance(k.target, str) for k in links):
+        raise ValueError("sweep.links: source and target are field names")
     module = registry.get(data["experiment"])
     base = module.Config.from_dict(data["base"])
-    links = tuple(Link(k["source"], k["target"], tuple(tuple(p) for p in k["mapping"])) for k in data.get("links", ()))
+    for link in links:  # both ends are numeric settings of the base (ValueError naming one otherwise)
+        _field_of(base, link.source)
+        _field_of(base, link.target)
     return Sweep(data["experiment"], data["preset"], base, tuple(parse_axis(base, a) for a in data["axes"]),
-                 int(data["seeds"]), tuple(data["metrics"]), int(data["run"]), data.get("stuck_above"), links)
+                 data.get("seeds", 1), tuple(data.get("metrics", ())), data.get("run", 0), data.get("stuck_above"),
+                 links)
 
 
 def dumps(sweep: Sweep) -> str:
