@@ -1,0 +1,102 @@
+"""Sharpness (the top eigenvalue of the training loss's Hessian) along training (issue 18): diagonal networks and
+ReLU nets, against Hessians built here independently (closed form, finite differences) and numpy's eigvalsh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.core.lanczos import top_eigen
+from engine.core.recording import Recorder
+from engine.diagonal import experiment as diagonal
+from engine.diagonal.data import make_data
+from engine.diagonal.sharpness import edge_of_stability, hessian_trace, sharpness
+
+
+# ----------------------------------------------------------------------------- diagonal networks
+def diagonal_loss_grad(x, y, u, v):
+    """Gradient of ||X (u * v) - y||^2 / (2n) in (u, v), written out."""
+    r = x @ (u * v) - y
+    g = x.T @ r / len(y)
+    return np.concatenate([v * g, u * g])
+
+
+def diagonal_hessian(x, y, u, v):
+    """The explicit 2d x 2d Hessian, entry by entry: d^2 L / d u_i d u_j = v_i G_ij v_j, d^2 L / d u_i d v_j =
+    v_i G_ij u_j + [i = j] g_i, d^2 L / d v_i d v_j = u_i G_ij u_j (G = X^T X / n, g = X^T r / n)."""
+    n, d = x.shape
+    G, g = x.T @ x / n, x.T @ (x @ (u * v) - y) / n
+    h = np.empty((2 * d, 2 * d))
+    for i in range(d):
+        for j in range(d):
+            h[i, j] = v[i] * G[i, j] * v[j]
+            h[i, d + j] = h[d + j, i] = v[i] * G[i, j] * u[j] + (g[i] if i == j else 0.0)
+            h[d + i, d + j] = u[i] * G[i, j] * u[j]
+    return h
+
+
+def test_the_written_out_hessian_is_the_derivative_of_the_gradient():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((7, 5)), rng.standard_normal(7)
+    u, v = rng.standard_normal(5), rng.standard_normal(5)
+    w, eps = np.concatenate([u, v]), 1e-6
+    fd = np.stack([(diagonal_loss_grad(x, y, *np.split(w + eps * e, 2)) - diagonal_loss_grad(x, y, *np.split(w - eps * e, 2)))
+                   / (2 * eps) for e in np.eye(10)], axis=1)
+    np.testing.assert_allclose(fd, diagonal_hessian(x, y, u, v), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(80, 200), (20, 30), (40, 8)])
+def test_diagonal_sharpness_equals_eigvalsh_of_the_explicit_hessian(shape):
+    """lambda_max from the batched Lanczos equals numpy's eigvalsh of the explicit Hessian to 1e-8 relative, at
+    states of an actual large-step run (fig2's data) and at random ones, several states in one batch."""
+    n, d = shape
+    c = diagonal.PRESETS["fig2"].config.replace(n=n, d=d, r=min(5, d))
+    data = make_data(c)
+    rng = np.random.default_rng(1)
+    u = 0.1 + 0.5 * rng.standard_normal((5, d))
+    v = 0.5 * rng.standard_normal((5, d))
+    u[0], v[0] = c.init_scale, 0.0  # the init: the Hessian has a zero block
+    got = sharpness(data.x, data.y, u, v)
+    for k in range(len(u)):
+        want = np.linalg.eigvalsh(diagonal_hessian(data.x, data.y, u[k], v[k]))[-1]
+        assert got[k] == pytest.approx(want, rel=1e-8)
+        assert hessian_trace(data.x, u[k], v[k]) == pytest.approx(np.trace(diagonal_hessian(data.x, data.y, u[k], v[k])),
+                                                                  rel=1e-12)
+
+
+def test_lanczos_finds_the_largest_not_the_largest_magnitude_eigenvalue():
+    """A matrix whose most negative eigenvalue is the largest in size: lambda_max is the top algebraic one."""
+    rng = np.random.default_rng(2)
+    q = np.linalg.qr(rng.standard_normal((30, 30)))[0]
+    mats = np.stack([q @ np.diag(np.linspace(-5, s, 30)) @ q.T for s in (1.0, 3.0)])
+    got = top_eigen(lambda z: np.einsum("mij,mj->mi", mats, z), rng.standard_normal((2, 30)))
+    np.testing.assert_allclose(got.value, [1.0, 3.0], rtol=1e-10)
+    assert np.all(got.residual <= 1e-10 * np.abs(got.value))
+
+
+def run_recorded(config):
+    rec = Recorder("diagonal", config.to_dict())
+    diagonal.run(config, rec, None)
+    return rec.view()["runs"]
+
+
+def test_sharpness_is_logged_only_when_asked_and_leaves_training_unchanged():
+    c = diagonal.PRESETS["fig3"].config.replace(steps=2001, checkpoints=20, plane=False)
+    plain = run_recorded(c)
+    assert "sharpness" not in plain[0]["history"]
+    tracked = run_recorded(c.replace(sharpness=True))
+    for a, b in zip(plain, tracked, strict=True):
+        assert a["history"]["train_loss"] == b["history"]["train_loss"]
+        assert len(b["history"]["sharpness"]) == len(b["history"]["step"])
+        assert np.all(np.isfinite(b["history"]["sharpness"])) and np.all(np.isfinite(b["history"]["hessian_trace"]))
+        assert np.all(np.asarray(b["history"]["sharpness"]) > 0)
+
+
+def test_the_sharpness_preset_shows_gd_at_the_edge_of_stability():
+    """Fig. 8's large GD steps, shortened to 20,001 steps with the decay at 30%: lambda_max >= 2/eta during the
+    large-step phase and < 2/eta after the decay (the stability bound's own thresholds)."""
+    c = diagonal.PRESETS["sharpness"].config
+    c = c.replace(steps=20_001, checkpoints=100, runs=(c.runs[2],))
+    runs = run_recorded(c)
+    checks = edge_of_stability(runs, c.steps)
+    assert len(checks) == 1 and checks[0].ok, checks
