@@ -3,6 +3,8 @@ ReLU nets, against Hessians built here independently (closed form, finite differ
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -40,8 +42,8 @@ def test_the_written_out_hessian_is_the_derivative_of_the_gradient():
     x, y = rng.standard_normal((7, 5)), rng.standard_normal(7)
     u, v = rng.standard_normal(5), rng.standard_normal(5)
     w, eps = np.concatenate([u, v]), 1e-6
-    fd = np.stack([(diagonal_loss_grad(x, y, *np.split(w + eps * e, 2)) - diagonal_loss_grad(x, y, *np.split(w - eps * e, 2)))
-                   / (2 * eps) for e in np.eye(10)], axis=1)
+    grad = lambda w: diagonal_loss_grad(x, y, *np.split(w, 2))  # noqa: E731
+    fd = np.stack([(grad(w + eps * e) - grad(w - eps * e)) / (2 * eps) for e in np.eye(10)], axis=1)
     np.testing.assert_allclose(fd, diagonal_hessian(x, y, u, v), rtol=1e-6, atol=1e-8)
 
 
@@ -60,8 +62,8 @@ def test_diagonal_sharpness_equals_eigvalsh_of_the_explicit_hessian(shape):
     for k in range(len(u)):
         want = np.linalg.eigvalsh(diagonal_hessian(data.x, data.y, u[k], v[k]))[-1]
         assert got[k] == pytest.approx(want, rel=1e-8)
-        assert hessian_trace(data.x, u[k], v[k]) == pytest.approx(np.trace(diagonal_hessian(data.x, data.y, u[k], v[k])),
-                                                                  rel=1e-12)
+        trace = np.trace(diagonal_hessian(data.x, data.y, u[k], v[k]))
+        assert hessian_trace(data.x, u[k], v[k]) == pytest.approx(trace, rel=1e-12)
 
 
 def test_lanczos_finds_the_largest_not_the_largest_magnitude_eigenvalue():
@@ -100,3 +102,16 @@ def test_the_sharpness_preset_shows_gd_at_the_edge_of_stability():
     runs = run_recorded(c)
     checks = edge_of_stability(runs, c.steps)
     assert len(checks) == 1 and checks[0].ok, checks
+
+
+def test_the_diagonal_page_draws_sharpness_against_two_over_eta_for_the_sharpness_preset():
+    from tests.page_helpers import charts, open_page, run_until_done
+
+    at = open_page("diagonal", diag_preset="sharpness", diag_steps="3001")
+    assert at.sidebar.selectbox(key="diag_preset").value == "sharpness"
+    at.button(key="run_diagonal").click()
+    at = run_until_done(at)
+    assert any(s.value == "Sharpness against 2/η" for s in at.subheader)
+    specs = [json.dumps(json.loads(c.proto.spec), ensure_ascii=False) for c in at.get("vega_lite_chart")]
+    assert any("λ_max" in s and "2/η" in s for s in specs)
+    assert charts(at) >= 7  # the four metric charts, sharpness, trace, final beta
