@@ -115,3 +115,74 @@ def test_the_diagonal_page_draws_sharpness_against_two_over_eta_for_the_sharpnes
     specs = [json.dumps(json.loads(c.proto.spec), ensure_ascii=False) for c in at.get("vega_lite_chart")]
     assert any("λ_max" in s and "2/η" in s for s in specs)
     assert charts(at) >= 7  # the four metric charts, sharpness, trace, final beta
+
+
+# ----------------------------------------------------------------------------- ReLU nets
+def relu_problem(preset: str, spread: float = 0.3):
+    """Teacher-student data of a preset and three student param sets around its init (float64)."""
+    from engine.relu import teacher_student as ts
+
+    c = ts.PRESETS[preset].config
+    p = ts.problem(c)
+    layout = ts.layouts(c)[1]
+    rng = np.random.default_rng(3)
+    params = np.stack([p["student"] + spread * rng.standard_normal(layout.size) for _ in range(3)])
+    return layout, params, p["x"], p["y"]
+
+
+def dense_relu_hessian(layout, params, x, y, h=1e-6):
+    """The Hessian column by column by central differences of the gradient. Why h = 1e-6: the loss is a polynomial
+    in the params while no pre-activation changes sign, so the error is O(h^2 |grad^3 L|) ~ 1e-12 plus rounding
+    eps |grad L| / h ~ 1e-10; the caller checks that no pre-activation lies within reach of a sign change."""
+    from engine.relu import nets as rn
+    from engine.relu.curvature import loss_grad
+
+    for z in rn.forward(layout, params, x)[0][:-1]:
+        assert np.abs(z).min() > 1e-4  # h * |x| * (1 + |w|) stays far below: one activation pattern
+    cols = []
+    for e in np.eye(layout.size):
+        cols.append((loss_grad(layout, params + h * e, x, y) - loss_grad(layout, params - h * e, x, y)) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
+def test_the_relu_loss_gradient_is_the_training_step_of_the_compiled_nets():
+    from engine.relu import nets as rn
+    from engine.relu.curvature import loss_grad
+
+    for preset in ("fig5", "fig6"):
+        layout, params, x, y = relu_problem(preset)
+        new, _ = rn.sgd_step(layout, params, np.broadcast_to(x, (3, *x.shape)), np.broadcast_to(y, (3, *y.shape)),
+                             np.ones(3))
+        np.testing.assert_allclose(loss_grad(layout, params, x, y), params - new, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("preset", ["fig5", "fig6"])  # two-layer without biases; three-layer with biases
+def test_relu_lanczos_equals_the_dense_hessians_top_eigenvalue(preset):
+    from engine.relu.curvature import hessian_matvec, hessian_trace, top_hessian_eigen
+
+    layout, params, x, y = relu_problem(preset)
+    dense = dense_relu_hessian(layout, params, x, y)
+    want = np.linalg.eigvalsh((dense + dense.swapaxes(1, 2)) / 2)[:, -1]
+    got = top_hessian_eigen(layout, params, x, y)
+    np.testing.assert_allclose(got.value, want, rtol=1e-4)
+    # the R-operator's products are the dense Hessian's columns
+    hvp = hessian_matvec(layout, params, x, y)
+    cols = np.stack([hvp(np.broadcast_to(e, params.shape)) for e in np.eye(layout.size)], axis=-1)
+    np.testing.assert_allclose(cols, dense, atol=1e-6 * np.abs(dense).max())
+    np.testing.assert_allclose(hessian_trace(layout, params, x, y), np.trace(dense, axis1=1, axis2=2), rtol=1e-6)
+
+
+def test_relu_sharpness_is_logged_when_asked_and_leaves_training_unchanged():
+    from engine.relu import relu1d
+
+    c = relu1d.PRESETS["fig4"].config.replace(steps=2000, checkpoints=10, snapshots=2)
+    runs = []
+    for on in (False, True):
+        rec = Recorder("relu1d", c.to_dict())
+        relu1d.run(c.replace(sharpness=on), rec, None)
+        runs.append(rec.view()["runs"])
+    for a, b in zip(*runs, strict=True):
+        assert "sharpness" not in a["history"]
+        assert a["history"]["train_loss"] == b["history"]["train_loss"]
+        lam, trace = np.asarray(b["history"]["sharpness"]), np.asarray(b["history"]["hessian_trace"])
+        assert len(lam) == len(b["history"]["step"]) and np.all(lam > 0) and np.all(np.isfinite(trace))
