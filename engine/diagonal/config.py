@@ -32,6 +32,21 @@ class DiagonalRun(Config):
                             "SDE: divides the noise covariance like SGD's")
     noise_level: float = param(0.03, 0.0, 10.0, step=0.005, help="SDE only: the loss level L it is "
                                "stabilized at; noise delta = 2 L / (n batch_size)")
+    sam_rho: float = param(0.0, 0.0, 10.0, step=0.01, label="SAM radius ρ",
+                           help="sharpness-aware minimization: each step takes the gradient at w + rho a / ||a||, "
+                           "a the gradient at w (0 = no SAM; SGD and GD)")
+    sam: str = param("n-SAM", choices=("n-SAM", "1-SAM"), label="SAM variant",
+                     help="n-SAM: one perturbation per batch (its mean gradient); 1-SAM: one per sample")
+    step_rule: str = param("gradient", choices=("gradient", "normalized"), label="step rule",
+                           help="normalized: the step is eta g / ||g|| (normalized GD / SGD)")
+    weight_decay: float = param(0.0, 0.0, 10.0, step=0.001, label="weight decay λ",
+                                help="adds lambda (u, v) to the gradient: the loss + lambda / 2 ||(u, v)||^2")
+
+    def check(self) -> None:
+        changed = self.sam_rho > 0 or self.step_rule != "gradient" or self.weight_decay > 0
+        if self.algorithm == "SDE" and changed:
+            raise ValueError(f"run {self.name!r}: SAM, the normalized step and weight decay apply to SGD and GD, "
+                             "not to the SDE")
 
 
 def _run(name: str, algorithm: str, lr: float, at: float = 1.0, factor: float = 1.0) -> DiagonalRun:
