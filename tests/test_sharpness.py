@@ -186,3 +186,18 @@ def test_relu_sharpness_is_logged_when_asked_and_leaves_training_unchanged():
         assert a["history"]["train_loss"] == b["history"]["train_loss"]
         lam, trace = np.asarray(b["history"]["sharpness"]), np.asarray(b["history"]["hessian_trace"])
         assert len(lam) == len(b["history"]["step"]) and np.all(lam > 0) and np.all(np.isfinite(trace))
+
+
+def test_the_edge_of_stability_check_fails_below_the_edge_and_skips_sgd():
+    steps = 1000
+    step = np.arange(0, steps + 1, 10)
+    lr = np.where(step < 500, 2.0, 0.5)
+
+    def run(algorithm, lam):
+        return dict(label=algorithm, status="done", config=dict(algorithm=algorithm, decay_at=0.5),
+                    history=dict(step=list(step), lr=list(lr), sharpness=list(lam)))
+
+    at_edge = np.where(step < 500, 1.2, 1.0)    # lambda eta / 2 = 1.2 before, 0.25 after
+    below = np.where(step < 500, 0.6, 0.6)      # 0.6 before: a stable step, not the edge
+    assert [c.ok for c in edge_of_stability([run("GD", at_edge), run("GD", below)], steps)] == [True, False]
+    assert edge_of_stability([run("SGD", at_edge)], steps) == []
