@@ -10,6 +10,7 @@ from ui.jobs import downloads, live, run_controls
 from ui.labels import metric as metric_label
 from ui.links import sweep_button
 from ui.paper import definitions, expected_vs_obtained, header, look_at
+from ui.sharpness import sharpness_section
 from ui.shell import ensure_shell
 from ui.tables import finals_frame, histories_frame, seed_counts
 from ui.widgets import settings
@@ -56,6 +57,7 @@ def draw(view: dict) -> None:
         for col, (metric, title, log) in zip(cols, row):
             col.altair_chart(metric_chart(long, metric, title, labels, log=log, rules=rules,
                                           y_title=metric_label(metric)), width="stretch")
+    sharpness_section(long, labels)
     if view["status"] != "running":
         expected_vs_obtained(EXPERIMENT, preset, view)
         st.subheader("Final values")

@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.core import schedules
 from engine.core.metrics import DiagonalRank, l0_norm
-from engine.diagonal.claims import BY_PRESET as CLAIMS  # noqa: F401 (the registry's)
+from engine.diagonal.claims import BY_PRESET
 from engine.diagonal.config import (  # noqa: F401 (the registry's)
     LOSS_LIMIT,
     MAX_PENDING,
@@ -33,14 +33,19 @@ from engine.diagonal.config import (  # noqa: F401 (the registry's)
 )
 from engine.diagonal.data import Data, make_data
 from engine.diagonal.plane import snapshot_plane
+from engine.diagonal.sharpness import edge_of_stability, hessian_trace, sharpness
 from engine.diagonal.sim import Simulator, plan
+
+# the registry's: each preset's claims; the sharpness preset adds the edge of stability (engine.diagonal.sharpness)
+CLAIMS = {**BY_PRESET, "sharpness": lambda runs, c: BY_PRESET["fig8"](runs, c) + edge_of_stability(runs, c["steps"])}
 
 
 # ----------------------------------------------------------------------------- metrics
 def checkpoint_metrics(data: Data, ranker: DiagonalRank, u: np.ndarray, v: np.ndarray,
-                       live: np.ndarray) -> dict[str, np.ndarray]:
+                       live: np.ndarray, curvature: bool = False) -> dict[str, np.ndarray]:
     """train/test loss, ||u*v||_0 and rank(phi) of states u, v of shape (K, rows, d); rank is computed only
-    where `live` (K, rows) is set (-1 elsewhere)."""
+    where `live` (K, rows) is set (-1 elsewhere). `curvature`: also the Hessian's lambda_max and trace
+    (`sharpness`, `hessian_trace`; NaN where not live)."""
     beta = u * v
     with np.errstate(all="ignore"):
         train = data.train_loss(beta)
@@ -49,7 +54,14 @@ def checkpoint_metrics(data: Data, ranker: DiagonalRank, u: np.ndarray, v: np.nd
     rank = np.full(live.shape, -1, dtype=np.int64)
     if live.any():
         rank[live] = ranker(u[live], v[live])
-    return dict(train_loss=train, test_loss=test, l0_norm=l0_norm(beta), ntk_rank=rank, live=live)
+    out = dict(train_loss=train, test_loss=test, l0_norm=l0_norm(beta), ntk_rank=rank, live=live)
+    if curvature:
+        out["sharpness"] = np.full(live.shape, np.nan)
+        out["hessian_trace"] = np.full(live.shape, np.nan)
+        if live.any():
+            out["sharpness"][live] = sharpness(data.x, data.y, u[live], v[live])
+            out["hessian_trace"][live] = hessian_trace(data.x, u[live], v[live])
+    return out
 
 
 # ----------------------------------------------------------------------------- run
@@ -88,9 +100,10 @@ def run(c: DiagonalConfig, rec, workdir=None) -> None:
                     rec.snapshot(ids[i], "diverged_at", int(where))
                     open_runs.discard(i)
                     continue
+                curvature = {name: float(m[name][j, row]) for name in ("sharpness", "hessian_trace") if name in m}
                 rec.log(ids[i], int(step), train_loss=m["train_loss"][j, row], test_loss=m["test_loss"][j, row],
                         ntk_rank=int(m["ntk_rank"][j, row]), l0_norm=int(m["l0_norm"][j, row]),
-                        lr=float(lr_table[k, min(int(step), c.steps - 1)]))
+                        lr=float(lr_table[k, min(int(step), c.steps - 1)]), **curvature)
                 last[i] = (u[j, row], v[j, row])
         logged += len(group)
 
@@ -120,7 +133,8 @@ def run(c: DiagonalConfig, rec, workdir=None) -> None:
             for g in range(0, len(chunk), METRIC_GROUP):
                 sl = slice(g, g + METRIC_GROUP)
                 pending.append((chunk[sl], u[sl], v[sl],
-                                pool.submit(checkpoint_metrics, data, ranker, u[sl], v[sl], live[sl])))
+                                pool.submit(checkpoint_metrics, data, ranker, u[sl], v[sl], live[sl],
+                                            c.sharpness)))
             while pending and pending[0][3].done():
                 log_group(*pending[0][:3], pending.pop(0)[3].result())
             rec.progress(logged / total, f"step {sim.t:,} of {c.steps:,}")

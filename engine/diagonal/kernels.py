@@ -89,14 +89,97 @@ def _full_batch(u, v, X, y, lr, noise, sqrt_delta, t_from, t_to, t0, res, g):  #
 
 
 @njit(cache=True, nogil=True, fastmath=False)
+def _add_grad(u, v, x, yi, gu, gv, w):  # pragma: no cover - compiled
+    """gu += w e x * v, gv += w e x * u for the sample loss (<x, u * v> - y_i)^2 / 2, e its residual; returns e."""
+    e = _residual(x, u, v, yi)
+    for j in range(u.shape[0]):
+        c = w * e * x[j]
+        gu[j] += c * v[j]
+        gv[j] += c * u[j]
+    return e
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _norm2(gu, gv):  # pragma: no cover - compiled
+    total = 0.0
+    for j in range(gu.shape[0]):
+        total += gu[j] * gu[j] + gv[j] * gv[j]
+    return np.sqrt(total)
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _variant(u, v, X, y, lr, idx, full, b_size, rho, one_sam, normalized, wd, t_from, t_to, t0,
+             gu, gv, au, av, pu, pv):  # pragma: no cover - compiled
+    """SGD (mini-batch idx[(t - t0) * b_size + b]) or GD (full = True: all n samples) with the options of the
+    runs table, one step from w = (u, v) on the batch loss L_B = mean_i (<x_i, u * v> - y_i)^2 / 2:
+      n-SAM (rho > 0, one_sam False): g = grad L_B(w + rho a / ||a||), a = grad L_B(w);
+      1-SAM (rho > 0, one_sam True):  g = mean_i grad l_i(w + rho a_i / ||a_i||), a_i = grad l_i(w);
+      weight decay wd: g += wd w;  normalized: g /= ||g||;  then w -= lr[t] g.
+    A zero ascent direction perturbs nothing. Returns the step it blew up at, or -1."""
+    n, d = X.shape
+    count = n if full else b_size
+    for t in range(t_from, t_to):
+        gu[:] = 0.0
+        gv[:] = 0.0
+        base = (t - t0) * b_size
+        if rho > 0.0 and not one_sam:
+            au[:] = 0.0
+            av[:] = 0.0
+            for b in range(count):
+                i = b if full else idx[base + b]
+                _add_grad(u, v, X[i], y[i], au, av, 1.0 / count)
+            size = _norm2(au, av)
+            scale = rho / size if size > 0.0 else 0.0
+            for j in range(d):
+                pu[j] = u[j] + scale * au[j]
+                pv[j] = v[j] + scale * av[j]
+        else:
+            pu[:] = u
+            pv[:] = v
+        for b in range(count):
+            i = b if full else idx[base + b]
+            if rho > 0.0 and one_sam:
+                au[:] = 0.0
+                av[:] = 0.0
+                e = _add_grad(u, v, X[i], y[i], au, av, 1.0)
+                if not abs(e) <= BLOWUP:
+                    return t
+                size = _norm2(au, av)
+                scale = rho / size if size > 0.0 else 0.0
+                for j in range(d):
+                    pu[j] = u[j] + scale * au[j]
+                    pv[j] = v[j] + scale * av[j]
+            e = _add_grad(pu, pv, X[i], y[i], gu, gv, 1.0 / count)
+            if not abs(e) <= BLOWUP:
+                return t
+        if wd != 0.0:
+            for j in range(d):
+                gu[j] += wd * u[j]
+                gv[j] += wd * v[j]
+        if normalized:
+            size = _norm2(gu, gv)
+            if size > 0.0:
+                for j in range(d):
+                    gu[j] /= size
+                    gv[j] /= size
+        step = lr[t]
+        for j in range(d):
+            u[j] -= step * gu[j]
+            v[j] -= step * gv[j]
+    return -1
+
+
+@njit(cache=True, nogil=True, fastmath=False)
 def advance(U, V, X, y, algo, batch, lr, sched, stream, idx, noise_of, noise, sqrt_delta, t0, stops,
-            out_u, out_v, alive, died):  # pragma: no cover - compiled
+            out_u, out_v, alive, died, variant, rho, one_sam, normalized, wd):  # pragma: no cover - compiled
     """Advance every live row from step t0, copying the state into out_u[k], out_v[k] when it reaches
     stops[k] (ascending, >= t0; the state *before* step stops[k]).
 
     algo[r]: SGD (mini-batch of batch[r] samples idx[stream[r], (t - t0) * batch[r] + b]), GD (full
     batch) or SDE (Euler-Maruyama of Eq. 8, one step = lr time, standard normals
     noise[noise_of[r], (t - t0) * n + j], noise scale sqrt_delta[r]). Step size lr[sched[r], t].
+    variant[r]: SGD or GD with SAM (radius rho[r], per sample when one_sam[r]), weight decay wd[r] or a
+    normalized step (`_variant`); the plain rows keep their own loops, untouched by these options.
     A row whose residual is non-finite or above BLOWUP at step t is not updated any further:
     alive[r] = False, died[r] = t (its state stays the last finite one).
     """
@@ -104,6 +187,7 @@ def advance(U, V, X, y, algo, batch, lr, sched, stream, idx, noise_of, noise, sq
     n = X.shape[0]
     res = np.empty(n)
     g = np.empty(d)
+    gv, au, av, pu, pv = np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     for r in range(rows):
         u = U[r]
         v = V[r]
@@ -111,7 +195,10 @@ def advance(U, V, X, y, algo, batch, lr, sched, stream, idx, noise_of, noise, sq
         for k in range(stops.shape[0]):
             stop = stops[k]
             if alive[r] and t < stop:
-                if algo[r] == SGD and batch[r] == 1:
+                if variant[r]:
+                    bad = _variant(u, v, X, y, lr[sched[r]], idx[stream[r]], algo[r] == GD, batch[r], rho[r],
+                                   one_sam[r], normalized[r], wd[r], t, stop, t0, g, gv, au, av, pu, pv)
+                elif algo[r] == SGD and batch[r] == 1:
                     bad = _sgd1(u, v, X, y, lr[sched[r]], idx[stream[r]], t, stop, t0)
                 elif algo[r] == SGD:
                     bad = _sgd_batch(u, v, X, y, lr[sched[r]], idx[stream[r]], t, stop, t0, batch[r], g)
@@ -175,6 +262,8 @@ def warm_up() -> None:
     advance(np.zeros((rows, d)), np.zeros((rows, d)), X, y, np.array([SGD, GD, SDE], dtype=np.int64),
             np.array([1, 2, 1], dtype=np.int64), np.zeros((1, 2)), ints, ints, np.zeros((1, 4), dtype=np.int64),
             ints, np.zeros((1, 2 * n)), np.zeros(rows), 0, np.array([2], dtype=np.int64),
-            np.empty((1, rows, d)), np.empty((1, rows, d)), np.ones(rows, dtype=np.bool_), np.full(rows, -1))
+            np.empty((1, rows, d)), np.empty((1, rows, d)), np.ones(rows, dtype=np.bool_), np.full(rows, -1),
+            np.zeros(rows, dtype=np.bool_), np.zeros(rows), np.zeros(rows, dtype=np.bool_),
+            np.zeros(rows, dtype=np.bool_), np.zeros(rows))
     residual_losses(np.zeros((1, d)), X, y)
     quadratic_forms(np.zeros((1, d)), np.eye(d))

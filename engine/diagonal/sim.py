@@ -51,6 +51,28 @@ class _NoiseStream:
         return out.ravel()
 
 
+@dataclass(frozen=True)
+class Options:
+    """A run's changes to plain SGD / GD (the runs table's SAM, step rule and weight decay columns)."""
+
+    rho: float = 0.0          # SAM radius (0: no SAM)
+    one_sam: bool = False     # 1-SAM (a perturbation per sample) rather than n-SAM (one per batch)
+    normalized: bool = False  # step eta g / ||g||
+    wd: float = 0.0           # weight decay: g += wd (u, v)
+
+    @property
+    def plain(self) -> bool:
+        return self.rho == 0 and not self.normalized and self.wd == 0
+
+
+PLAIN = Options()
+
+
+def run_options(run: DiagonalRun) -> Options:
+    """The kernel's options of a run of the table."""
+    return Options(run.sam_rho, run.sam == "1-SAM", run.step_rule == "normalized", run.weight_decay)
+
+
 @dataclass
 class Trajectories:
     """Rows of the compiled loop: one per distinct trajectory (GD runs do not depend on the seed)."""
@@ -60,13 +82,16 @@ class Trajectories:
     sched: list[int] = field(default_factory=list)
     seed: list[int] = field(default_factory=list)
     sqrt_delta: list[float] = field(default_factory=list)
+    options: list[Options] = field(default_factory=list)
 
-    def add(self, algo: int, batch: int, sched: int, seed: int, sqrt_delta: float = 0.0) -> int:
-        key = (algo, batch, sched, seed if algo != GD else -1, sqrt_delta)
-        for i, row in enumerate(zip(self.algo, self.batch, self.sched, self.seed, self.sqrt_delta, strict=True)):
+    def add(self, algo: int, batch: int, sched: int, seed: int, sqrt_delta: float = 0.0,
+            options: Options | None = None) -> int:
+        key = (algo, batch, sched, seed if algo != GD else -1, sqrt_delta, options or PLAIN)
+        columns = (self.algo, self.batch, self.sched, self.seed, self.sqrt_delta, self.options)
+        for i, row in enumerate(zip(*columns, strict=True)):
             if row == key:
                 return i
-        for lst, value in zip((self.algo, self.batch, self.sched, self.seed, self.sqrt_delta), key, strict=True):
+        for lst, value in zip(columns, key, strict=True):
             lst.append(value)
         return len(self.algo) - 1
 
@@ -82,6 +107,11 @@ class Simulator:
         self.batch = np.array(rows.batch, dtype=np.int64)
         self.sched = np.array(rows.sched, dtype=np.int64)
         self.sqrt_delta = np.array(rows.sqrt_delta, dtype=np.float64)
+        self.variant = np.array([not o.plain for o in rows.options], dtype=np.bool_)
+        self.rho = np.array([o.rho for o in rows.options], dtype=np.float64)
+        self.one_sam = np.array([o.one_sam for o in rows.options], dtype=np.bool_)
+        self.normalized = np.array([o.normalized for o in rows.options], dtype=np.bool_)
+        self.wd = np.array([o.wd for o in rows.options], dtype=np.float64)
         self.lr = np.ascontiguousarray(lr_table, dtype=np.float64)
         self.u = np.full((self.rows, self.d), float(init_scale))
         self.v = np.zeros((self.rows, self.d))
@@ -99,6 +129,7 @@ class Simulator:
         self.noise_of = np.array([noise_seeds.index(s) if a == SDE else 0
                                   for a, s in zip(rows.algo, rows.seed, strict=True)], dtype=np.int64)
         per_step = np.where(self.algo == SGD, self.d * (2 * self.batch + 2), 2 * self.n * self.d + 2 * self.d) + 20
+        per_step = np.where(self.variant, 2 * per_step, per_step)  # SAM: two gradients a step
         self.ops_per_step = float(per_step.sum())
 
     def advance(self, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +146,8 @@ class Simulator:
         out_u = np.empty((len(stops), self.rows, self.d))
         out_v = np.empty((len(stops), self.rows, self.d))
         advance(self.u, self.v, self.x, self.y, self.algo, self.batch, self.lr, self.sched, self.stream, idx,
-                self.noise_of, noise, self.sqrt_delta, self.t, stops, out_u, out_v, self.alive, self.died)
+                self.noise_of, noise, self.sqrt_delta, self.t, stops, out_u, out_v, self.alive, self.died,
+                self.variant, self.rho, self.one_sam, self.normalized, self.wd)
         self.t = int(stops[-1])
         return out_u, out_v
 
@@ -142,5 +174,5 @@ def plan(c: DiagonalConfig) -> tuple[Trajectories, np.ndarray, list[tuple[int, i
         algo = ALGORITHMS.index(run.algorithm)
         delta = sde_delta(run, c.n) if algo == SDE else 0.0
         for s in range(c.first_seed, c.first_seed + c.seeds):
-            recorded.append((k, s, rows.add(algo, run.batch_size, k, s, float(np.sqrt(delta)))))
+            recorded.append((k, s, rows.add(algo, run.batch_size, k, s, float(np.sqrt(delta)), run_options(run))))
     return rows, lr_table, recorded

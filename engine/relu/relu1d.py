@@ -21,7 +21,15 @@ from engine.core.sparsity import feature_sparsity, kinks
 from engine.core.torch_draws import TorchRandom
 from engine.relu import nets as rn
 from engine.relu.claims import RELU1D as CLAIMS  # noqa: F401 (the registry's)
-from engine.relu.runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
+from engine.relu.runs import (
+    SEEDS_HELP,
+    SHARPNESS_HELP,
+    SeedData,
+    check_bounds,
+    check_seeds,
+    train_runs,
+    warmup_run_spec,
+)
 
 TITLE = "Two-layer ReLU net on 1D regression: kinks of the predictor (Fig. 4, 9, 10)"
 N_POINTS = 12
@@ -59,6 +67,7 @@ class Relu1DConfig(Config):
                                   help="feature sparsity: correlation threshold c")
     kink_tol: float = param(0.01, 0.0, 1.0, step=0.001, label="kink tolerance (in x)",
                             help="kinks closer than this (in x) count as one")
+    sharpness: bool = param(False, label="track sharpness λ_max", help=SHARPNESS_HELP)
     snapshots: int = param(60, 2, 1000, step=1, label="predictor snapshots",
                            help="checkpoints at which the predictor curve is stored (first "
                            "seed)")

@@ -16,6 +16,7 @@ import numpy as np
 from engine.core.config import Config, check_runs, check_work, param
 from engine.core.schedules import checkpoint_steps, linear_warmup
 from engine.relu import nets as rn
+from engine.relu.curvature import hessian_trace, top_hessian_eigen
 
 MAX_RUNS = 8            # runs in one job's table
 MAX_WORK = 2_500_000    # steps x runs x seeds of one job: every preset at 20 seeds is at most 1.3 million
@@ -51,6 +52,9 @@ def warmup_run_spec(lrs: tuple[float, float, float, float], max_factor: float, m
 
 
 SEEDS_HELP = "repeat every run over this many seeds: seed, seed+1, ..."
+SHARPNESS_HELP = ("log the top eigenvalue lambda_max of the training loss's Hessian (full training set, exact "
+                  "Hessian-vector products, Lanczos to 1e-10 relative, warm-started from the run's previous "
+                  "checkpoint) against 2/eta, and its trace, at every checkpoint")
 
 
 def check_seeds(c: Config) -> None:
@@ -84,8 +88,9 @@ def train_runs(c: Config, rec, layout: rn.Layout, data: list[SeedData],
                snapshot: tuple[str, Callable[[np.ndarray, SeedData], dict]]) -> None:
     """Train every run of `c` from every seed's init on that seed's data (SGD's samples from the seed too), as rows
     of one loop; record one Recorder run per (run, seed), named "<run> [seed s]" when there are several seeds.
-    At each checkpoint a row logs lr and `metrics(params (C, p), seed data)` (one dict per param set); at
-    `c.snapshots` of them the first seed's runs store snapshot[0] = snapshot[1](params (p,), seed data)."""
+    At each checkpoint a row logs lr and `metrics(params (C, p), seed data)` (one dict per param set), and with
+    `c.sharpness` the Hessian's top eigenvalue and trace (`curvature`); at `c.snapshots` of them the first seed's
+    runs store snapshot[0] = snapshot[1](params (p,), seed data)."""
     dtype = np.float32 if c.dtype == "float32" else np.float64
     ckpts = checkpoint_steps(c.steps, count=c.checkpoints)
     shown = set(ckpts[np.unique(np.linspace(0, len(ckpts) - 1, c.snapshots).round().astype(int))].tolist())
@@ -102,13 +107,19 @@ def train_runs(c: Config, rec, layout: rn.Layout, data: list[SeedData],
     x, y = np.concatenate([s.x for s in data]), np.concatenate([s.y for s in data])
     params = np.stack([data[k].init for _, k in rows]).astype(dtype)
     key, draw = snapshot
+    warm: dict[int, np.ndarray] = {}  # row -> lambda_max's eigenvector at its last checkpoint
 
     def log_rows(items: list) -> None:
         for k, s in enumerate(data):
             mine = [(step, i, p) for step, i, p in items if rows[i][1] == k]
             if not mine:
                 continue
-            for (step, i, p), row in zip(mine, metrics(np.stack([p for _, _, p in mine]), s), strict=True):
+            batch = np.stack([p for _, _, p in mine])
+            found = metrics(batch, s)
+            if getattr(c, "sharpness", False):
+                found = [dict(row, **extra) for row, extra in
+                         zip(found, curvature(layout, batch, s, [i for _, i, _ in mine], warm), strict=True)]
+            for (step, i, p), row in zip(mine, found, strict=True):
                 rec.log(ids[i], step, lr=lrs[rows[i][0], min(step, c.steps - 1)], **row)
                 if k == 0 and step in shown:
                     rec.snapshot(ids[i], key, draw(p, s), step=step)
@@ -116,3 +127,16 @@ def train_runs(c: Config, rec, layout: rn.Layout, data: list[SeedData],
     trainer = rn.train(layout, params, x, y, idx, np.stack([lrs[r] for r, _ in rows]), ckpts,
                        rn.resolve_device(c.device))
     rn.record(rec, ids, trainer, c.steps, log_rows)
+
+
+def curvature(layout: rn.Layout, params: np.ndarray, s: SeedData, rows: list[int],
+              warm: dict[int, np.ndarray]) -> list[dict]:
+    """`sharpness` (lambda_max) and `hessian_trace` of the training loss on the seed's whole training set for each
+    param set (C, p) of rows `rows`; Lanczos starts from each row's eigenvector in `warm` (updated here)."""
+    start = np.random.default_rng(0x5A4).standard_normal(params.shape[1])
+    starts = np.stack([warm.get(i, start) for i in rows])
+    top = top_hessian_eigen(layout, params, s.x, s.y, starts)
+    for i, vector in zip(rows, top.vector, strict=True):
+        warm[i] = vector
+    trace = hessian_trace(layout, params, s.x, s.y)
+    return [dict(sharpness=float(a), hessian_trace=float(b)) for a, b in zip(top.value, trace, strict=True)]

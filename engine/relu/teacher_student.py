@@ -25,7 +25,15 @@ from engine.core.sparsity import feature_sparsity
 from engine.core.torch_draws import TorchRandom
 from engine.relu import nets as rn
 from engine.relu.claims import TEACHER_STUDENT as CLAIMS  # noqa: F401 (the registry's)
-from engine.relu.runs import SEEDS_HELP, SeedData, check_bounds, check_seeds, train_runs, warmup_run_spec
+from engine.relu.runs import (
+    SEEDS_HELP,
+    SHARPNESS_HELP,
+    SeedData,
+    check_bounds,
+    check_seeds,
+    train_runs,
+    warmup_run_spec,
+)
 
 TITLE = "Teacher-student ReLU nets: neurons align with the teacher (Fig. 5, 6, 11)"
 MAX_SNAPSHOT_VALUES = 2_000_000  # neuron coordinates stored per job (snapshots x runs x student_width x d): the
@@ -76,6 +84,7 @@ class TeacherStudentConfig(Config):
                                  help="alignment: a neuron within this angle of a teacher")
     min_norm: float = param(0.1, 0.0, 1.0, step=0.01, label="alignment: smallest norm (share of the largest)",
                             help="alignment counts neurons with norm >= this * largest")
+    sharpness: bool = param(False, label="track sharpness λ_max", help=SHARPNESS_HELP)
     snapshots: int = param(60, 2, 1000, step=1, label="neuron snapshots",
                            help="checkpoints at which neuron positions are stored (first seed)")
 
