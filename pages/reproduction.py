@@ -6,6 +6,7 @@ import streamlit as st
 from engine.core.version import ENGINE_VERSION
 from engine.reproduce import report as reports
 from engine.reproduce.experiment import ReproduceConfig
+from engine.reproduce.figures import FIGURES
 from ui.jobs import live, run_controls
 from ui.reproduction import claims_frame, other_figures, rate_chart
 from ui.shell import ensure_shell
@@ -26,8 +27,11 @@ except ValueError as exc:
     report = None
     st.info(f"{exc}. Press the button below to run it here.")
 
+# the stored report's scope (its seeds, and its figures when it covers only some): what is missing from it
 seeds = int(report["seeds"]) if report else 10
-job = run_controls("reproduce", ReproduceConfig(seeds=seeds, json_path=str(path)), "all",
+stored = [f["key"] for f in report["figures"]] if report else []
+only = "" if not stored or set(stored) >= {f.key for f in FIGURES} else ",".join(stored)
+job = run_controls("reproduce", ReproduceConfig(seeds=seeds, only=only, json_path=str(path)), "all",
                    label="Run what is missing")
 live(job, lambda view: None, f"Runs every small-model figure at {seeds} seeds: seeds already in the cache come at "
      "once, the others are computed on local worker processes (minutes on two cores).")

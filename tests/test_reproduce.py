@@ -243,3 +243,48 @@ def test_the_cpu_demo_runs_each_seed_on_every_run_of_its_table():
     configs = seed_sweep(CPU_DEMO, 3).configs()
     first = registry.preset("resnet", "cpu-demo")[1].runs[0].seed
     assert [{r.seed for r in c.runs} for c in configs] == [{first}, {first + 1}, {first + 2}]
+
+
+def test_the_page_button_runs_what_is_missing_in_the_background(small, tmp_path, monkeypatch):
+    from tests.page_helpers import run_until_done
+    from ui.jobs import get_manager
+
+    report, path, cache, _ = small
+    mine = tmp_path / "reproduction.json"
+    mine.write_text(path.read_text())
+    monkeypatch.setenv("SPARSE_SGD_REPRODUCTION", str(mine))
+    monkeypatch.setenv("SPARSE_SGD_CACHE", str(cache))
+    get_manager.clear()
+    at = AppTest.from_file(str(PAGES / "reproduction.py"), default_timeout=60).run()
+    at.button(key="run_reproduce").click()
+    at = run_until_done(at, timeout=300)
+    again = json.loads(mine.read_text())
+    # the stored scope again (2 seeds of fig2 and fig4), every seed from the cache, the same verdicts
+    assert again["points"] == dict(computed=0, cached=4, failed=0)
+    assert [(r["claim"], r["holds_on"]) for r in again["claims"]] == [(r["claim"], r["holds_on"])
+                                                                      for r in report["claims"]]
+
+
+def test_a_dask_cluster_gives_the_same_report_as_local_processes(tmp_path):
+    from distributed import LocalCluster
+
+    from engine.reproduce.reproduction import reproduce
+
+    figures = plan(["prop3"], 2, "skip")
+    local = reproduce(figures, 2, Store(tmp_path / "local"), "test", workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = reproduce(figures, 2, Store(tmp_path / "dask"), "test", scheduler=cluster.scheduler_address)
+    assert remote["where"].startswith("Dask scheduler") and remote["points"]["computed"] == 2
+    assert remote["claims"] == local["claims"] and len(local["claims"]) == 4
+    assert [p["key"] for p in remote["figures"][0]["points"]] == [p["key"] for p in local["figures"][0]["points"]]
+
+
+def test_a_seed_that_did_not_run_is_named_not_counted():
+    from engine.reproduce.figures import by_key as figures_by_key
+
+    figure = figures_by_key(["prop3"])[0]
+    ok = [dict(claim="c", obtained="x", ok=True, value=None, threshold=None)]
+    points = [dict(seed=0, status="done", checks=ok, holds=True, message=""),
+              dict(seed=1, status="failed", checks=[], holds=None, message="boom")]
+    rows = reports.claim_rows(figure, points)
+    assert [(r["seeds"], r["holds"], r["not_run"]) for r in rows] == [(1, 1, [1]), (1, 1, [1])]

@@ -4,9 +4,10 @@ Schema (version 1): {"schema", "created", "command", "seeds", "engine_version", 
 "where" (local processes or a Dask scheduler), "wall_s", "points" ({computed, cached, failed}),
 "figures": [{key, figure, section, experiment, preset, kind, seed_field, seeds, points, note, sweep_map,
 gpu_hours, ...}], "claims": [{figure_key, figure, section, claim, whole, seeds, holds, rate, interval, holds_on,
-fails_on, obtained, value, threshold}]}. A figure's kind is "checked" (claims evaluated on every seed), "ran" (run
-over seeds, no claim registered), "shown" (no quantitative claim: not run) or "skipped" (a ResNet on a machine
-without a GPU: its GPU-hours are given). A claim's rate is holds / seeds over the seeds where it was evaluated.
+fails_on, not_run, obtained, value, threshold}]}. A figure's kind is "checked" (claims evaluated on every seed),
+"ran" (run over seeds, no claim registered), "shown" (no quantitative claim: not run) or "skipped" (a ResNet on a
+machine without a GPU: its GPU-hours are given). A claim's rate is holds / seeds over the seeds where it was
+evaluated; seeds that did not run (a failed point) are named in not_run, not counted.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def claim_rows(figure: Figure, points: list[dict]) -> list[dict]:
                          whole=claim == WHOLE, seeds=len(seen), holds=holds,
                          rate=holds / len(seen) if seen else None, interval=[lo, hi],
                          holds_on=[s for s, ok, *_ in seen if ok], fails_on=[s for s, ok, *_ in seen if not ok],
+                         not_run=[p["seed"] for p in points if p["status"] != "done"],
                          obtained={str(s): text for s, _, text, *_ in seen if text is not None},
                          value=spread([v for *_, v, _ in seen]), threshold=thresholds[0] if thresholds else None))
     return rows
@@ -136,10 +138,16 @@ def markdown(report: dict) -> str:
         lo, hi = r["interval"]
         claim = f"**{r['claim']}**" if r["whole"] else r["claim"].replace("|", "\\|")
         fails = ", ".join(map(str, r["fails_on"])) or "none"
+        if r["not_run"]:
+            fails += "; did not run: " + ", ".join(map(str, r["not_run"]))
         lines.append(f"| {r['figure']} | {claim} | {r['holds']}/{r['seeds']} | {percent(r['rate'])} "
                      f"[{percent(lo)}, {percent(hi)}] | {fails} |")
+    checked = {r["figure_key"] for r in report["claims"]}
     for f in report["figures"]:
-        if f["kind"] == "shown":
+        if f["kind"] == "checked" and f["key"] not in checked:
+            lines.append(f"| {f['figure']} | no seed ran: " + "; ".join(
+                f"{p['seed']}: {p['message'] or p['status']}" for p in f["points"]) + " | - | - | - |")
+        elif f["kind"] == "shown":
             lines.append(f"| {f['figure']} | shown, no quantitative claim: {f['note']} | - | - | - |")
         elif f["kind"] == "ran":
             done = sum(p["status"] == "done" for p in f["points"])
