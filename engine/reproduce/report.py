@@ -78,10 +78,12 @@ def figure_entry(figure: Figure, kind: str, out: dict | None = None, gpu_hours: 
 
 
 def machine() -> dict:
-    """Where the reproduction ran."""
+    """Where the reproduction ran, and how busy the machine was when it finished (1/5/15-minute load averages:
+    other work on the same cores slows the reproduction down)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return dict(host=platform.node(), platform=platform.platform(), processor=platform.machine(), cpus=cpus,
-                python=platform.python_version(), blas_coretype=os.environ.get("OPENBLAS_CORETYPE"))
+                python=platform.python_version(), blas_coretype=os.environ.get("OPENBLAS_CORETYPE"),
+                load_average=[round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None)
 
 
 def libraries() -> dict:
@@ -165,7 +167,13 @@ def readme_block(report: dict) -> str:
     return (f"{README_START}\n{markdown(report)}\n\n"
             f"`{report['command']}`: {report['seeds']} seeds per figure, {report['points']['computed']} points "
             f"computed and {report['points']['cached']} from the cache in {report['wall_s']:.0f} s on {m['cpus']} "
-            f"CPU cores ({report['where']}), engine {report['engine_version']}, {report['created']}.\n{README_END}")
+            f"CPU cores ({report['where']}; load average {_load(m)} at the end), engine {report['engine_version']}, "
+            f"{report['created']}.\n{README_END}")
+
+
+def _load(machine: dict) -> str:
+    load = machine.get("load_average")
+    return "unknown" if not load else f"{load[0]:.1f}"
 
 
 def update_readme(report: dict, path: str | Path) -> None:
