@@ -38,8 +38,10 @@ live(job, lambda view: None, f"Runs every small-model figure at {seeds} seeds: s
 
 if report:
     m = report["machine"]
+    load = (m.get("load_average") or ["?"])[0]
     st.caption(f"Stored: `{report['command']}` — {report['seeds']} seeds per figure, {report['wall_s']:.0f} s on "
-               f"{m['cpus']} CPU cores ({report['where']}), {report['points']['computed']} seeds computed and "
+               f"{m['cpus']} CPU cores ({report['where']}; load average {load} at the end), "
+               f"{report['points']['computed']} seeds computed and "
                f"{report['points']['cached']} from the cache, {report['created']}.")
     if report["engine_version"] != ENGINE_VERSION:
         st.warning(f"The stored report is of engine {report['engine_version']}; this code is {ENGINE_VERSION}. A "
@@ -52,8 +54,11 @@ if report:
         st.caption("No checked claim among the figures chosen.")
     else:
         st.altair_chart(rate_chart(frame), width="stretch")
+        shown = frame.drop(columns=["low", "high", "whole"])
+        if not shown["median [p10, p90]"].any():  # the criteria report no numbers (only a verdict and a text)
+            shown = shown.drop(columns=["median [p10, p90]"])
         st.dataframe(
-            frame.drop(columns=["low", "high", "whole"]), hide_index=True, width="stretch", key="repro_table",
+            shown, hide_index=True, width="stretch", key="repro_table", height=min(36 * (len(shown) + 1) + 3, 900),
             column_config={
                 "rate": st.column_config.ProgressColumn("rate", min_value=0.0, max_value=1.0, format="percent"),
                 "interval": st.column_config.TextColumn("95% interval"),

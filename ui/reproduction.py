@@ -78,7 +78,7 @@ def claims_frame(report: dict, keys: list[str] | None = None) -> pd.DataFrame:
 def rate_chart(frame: pd.DataFrame) -> alt.Chart:
     """Each claim's rate (a dot, coloured on one fixed scale) and its 95% Wilson interval (a bar)."""
     data = frame.assign(label=frame["figure"] + " · " + frame["claim"])
-    y = alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=520))
+    y = alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=520, labelOverlap=False))
     base = alt.Chart(data)
     bars = base.mark_rule(strokeWidth=6, opacity=0.35).encode(
         x=alt.X("low:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="share of seeds"),
@@ -86,7 +86,7 @@ def rate_chart(frame: pd.DataFrame) -> alt.Chart:
     dots = base.mark_circle(size=90, opacity=1).encode(
         x="rate:Q", y=y, color=alt.Color("rate:Q", scale=RATE_SCALE, legend=None),
         tooltip=["figure", "claim", "holds", "interval", "fails on seeds"])
-    return (bars + dots).properties(height=max(120, 22 * len(data)),
+    return (bars + dots).properties(height=max(120, 24 * len(data)),
                                     title="How often each claim holds: rate and 95% interval over seeds")
 
 
