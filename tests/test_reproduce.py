@@ -18,7 +18,7 @@ from engine.core import claims
 from engine.core.recording import Recorder
 from engine.core.version import ENGINE_VERSION
 from engine.reproduce import report as reports
-from engine.reproduce.figures import FIGURES, by_key, gpu_hours
+from engine.reproduce.figures import FIGURES, RESNET_WORK, by_key, gpu_hours
 from engine.reproduce.reproduction import plan
 from engine.reproduce.stats import wilson
 from engine.store import Store
@@ -183,6 +183,10 @@ def test_resnet_rows_say_their_gpu_hours_and_are_skipped_on_a_cpu(tmp_path):
     figures = plan(None, 10, "skip")
     assert {f.key for f in figures["skipped"]} == {f.key for f in FIGURES if f.family == "resnet"}
     assert all(gpu_hours(f, 10) > gpu_hours(f, 1) > 0 for f in figures["skipped"])
+    # the cost table is the presets' own
+    for f in figures["skipped"]:
+        config = registry.preset("resnet", f.preset)[1]
+        assert RESNET_WORK[f.preset] == (config.model, len(config.runs) * config.seeds, config.epochs)
     path = tmp_path / "r.json"
     out = cli("--seeds", "1", "--only", "fig7-plain,fig3", "--json", str(path), "--resnet", "skip",
               "--cache-dir", str(tmp_path / "cache"))

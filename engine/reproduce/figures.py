@@ -61,6 +61,11 @@ CPU_DEMO = Figure("cpu-demo", "Fig. 7 (CPU demo)", "Sec. 3.3", "resnet", "cpu-de
 # project yet; benchmarks/gpu_check.py measures it): an assumption from public ResNet-18/34 CIFAR timings on
 # A100-class cards, used only to say what the ResNet rows would cost before starting them.
 ASSUMED_EPOCH_SECONDS = {"resnet18": 15.0, "resnet34": 25.0}
+# What each full ResNet preset trains: (model, runs, epochs per run). Kept here so that pricing the skipped rows
+# does not load torch (the ResNet module does, which is most of a warm rerun's time); tests/test_reproduce.py
+# checks it against the presets.
+RESNET_WORK = {"fig7-plain": ("resnet18", 4, 100), "fig7-sota": ("resnet18", 4, 100),
+               "fig13": ("resnet34", 4, 100), "fig13-sota": ("resnet34", 4, 100)}
 
 
 def by_key(keys: list[str] | None) -> list[Figure]:
@@ -75,7 +80,6 @@ def by_key(keys: list[str] | None) -> list[Figure]:
 
 
 def gpu_hours(figure: Figure, seeds: int) -> float:
-    """GPU-hours `seeds` seeds of a ResNet figure would take (see ASSUMED_EPOCH_SECONDS)."""
-    _, config = registry.preset(figure.experiment, figure.preset)
-    per_epoch = ASSUMED_EPOCH_SECONDS.get(config.model, ASSUMED_EPOCH_SECONDS["resnet34"])
-    return seeds * len(config.runs) * config.epochs * per_epoch / 3600
+    """GPU-hours `seeds` seeds of a full ResNet figure would take (see ASSUMED_EPOCH_SECONDS)."""
+    model, runs, epochs = RESNET_WORK[figure.preset]
+    return seeds * runs * epochs * ASSUMED_EPOCH_SECONDS[model] / 3600
