@@ -292,3 +292,28 @@ def test_a_seed_that_did_not_run_is_named_not_counted():
               dict(seed=1, status="failed", checks=[], holds=None, message="boom")]
     rows = reports.claim_rows(figure, points)
     assert [(r["seeds"], r["holds"], r["not_run"]) for r in rows] == [(1, 1, [1]), (1, 1, [1])]
+
+
+def test_ctrl_c_stops_the_workers_and_a_rerun_resumes_from_the_finished_seeds(tmp_path):
+    import signal
+    import time
+
+    cache, path = tmp_path / "cache", tmp_path / "r.json"
+    args = [sys.executable, "-m", "engine", "reproduce", "--seeds", "6", "--only", "fig2", "--workers", "1",
+            "--json", str(path), "--cache-dir", str(cache)]
+    # a child of a background shell ignores SIGINT: give it the default handler back (Python then raises
+    # KeyboardInterrupt, as at a terminal)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 300
+    while Store(cache).stats()["entries"] < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "cancelled: the finished seeds stay cached" in err, err
+    assert "Traceback" not in err and not path.exists()
+    kept = Store(cache).stats()["entries"]
+    assert 1 <= kept < 6
+    out = cli("--seeds", "6", "--only", "fig2", "--json", str(path), "--cache-dir", str(cache), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(path.read_text())["points"] == dict(computed=6 - kept, cached=kept, failed=0)
