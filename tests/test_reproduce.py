@@ -299,7 +299,7 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_resumes_from_the_finished_seeds(tm
     import time
 
     cache, path = tmp_path / "cache", tmp_path / "r.json"
-    args = [sys.executable, "-m", "engine", "reproduce", "--seeds", "6", "--only", "fig2", "--workers", "1",
+    args = [sys.executable, "-m", "engine", "reproduce", "--seeds", "4", "--only", "fig2", "--workers", "1",
             "--json", str(path), "--cache-dir", str(cache)]
     # a child of a background shell ignores SIGINT: give it the default handler back (Python then raises
     # KeyboardInterrupt, as at a terminal)
@@ -313,7 +313,7 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_resumes_from_the_finished_seeds(tm
     assert proc.returncode == 1 and "cancelled: the finished seeds stay cached" in err, err
     assert "Traceback" not in err and not path.exists()
     kept = Store(cache).stats()["entries"]
-    assert 1 <= kept < 6
-    out = cli("--seeds", "6", "--only", "fig2", "--json", str(path), "--cache-dir", str(cache), "--quiet")
+    assert 1 <= kept < 4
+    out = cli("--seeds", "4", "--only", "fig2", "--json", str(path), "--cache-dir", str(cache), "--quiet")
     assert out.returncode == 0, out.stderr
-    assert json.loads(path.read_text())["points"] == dict(computed=6 - kept, cached=kept, failed=0)
+    assert json.loads(path.read_text())["points"] == dict(computed=4 - kept, cached=kept, failed=0)
