@@ -45,6 +45,17 @@ def small(tmp_path_factory):
     return json.loads(path.read_text()), path, cache, out
 
 
+@pytest.fixture
+def page_cache(small, monkeypatch):
+    """The page's job manager (one per process) on the small run's cache, recreated afterwards for other tests."""
+    from ui.jobs import get_manager
+
+    monkeypatch.setenv("SPARSE_SGD_CACHE", str(small[2]))
+    get_manager.clear()
+    yield small[2]
+    get_manager.clear()
+
+
 def test_the_report_has_its_schema(small):
     report, _, _, out = small
     assert report["schema"] == reports.SCHEMA and report["seeds"] == 2
@@ -115,13 +126,9 @@ def test_wilson_interval():
     assert wilson(0, 0) == (0.0, 1.0)
 
 
-def test_the_page_draws_the_table_and_links_that_open_the_same_runs(small, monkeypatch):
-    report, path, cache, _ = small
+def test_the_page_draws_the_table_and_links_that_open_the_same_runs(small, page_cache, monkeypatch):
+    report, path, _, _ = small
     monkeypatch.setenv("SPARSE_SGD_REPRODUCTION", str(path))
-    monkeypatch.setenv("SPARSE_SGD_CACHE", str(cache))
-    from ui.jobs import get_manager
-
-    get_manager.clear()  # the page's job manager reads this cache
     at = AppTest.from_file(str(PAGES / "reproduction.py"), default_timeout=60).run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -249,16 +256,13 @@ def test_the_cpu_demo_runs_each_seed_on_every_run_of_its_table():
     assert [{r.seed for r in c.runs} for c in configs] == [{first}, {first + 1}, {first + 2}]
 
 
-def test_the_page_button_runs_what_is_missing_in_the_background(small, tmp_path, monkeypatch):
+def test_the_page_button_runs_what_is_missing_in_the_background(small, page_cache, tmp_path, monkeypatch):
     from tests.page_helpers import run_until_done
-    from ui.jobs import get_manager
 
-    report, path, cache, _ = small
+    report, path, _, _ = small
     mine = tmp_path / "reproduction.json"
     mine.write_text(path.read_text())
     monkeypatch.setenv("SPARSE_SGD_REPRODUCTION", str(mine))
-    monkeypatch.setenv("SPARSE_SGD_CACHE", str(cache))
-    get_manager.clear()
     at = AppTest.from_file(str(PAGES / "reproduction.py"), default_timeout=60).run()
     at.button(key="run_reproduce").click()
     at = run_until_done(at, timeout=300)
