@@ -261,6 +261,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.cache_dir:
         _check_cache_dir(args.cache_dir)
     scheduler = args.scheduler or os.environ.get("SPARSE_SGD_SCHEDULER", "") or None
+    if scheduler and figures["run"]:
+        _check_scheduler(scheduler)
     for f in [*figures["skipped"], *(f for f in figures["run"] if f.family == "resnet")]:
         if f.key == "cpu-demo":
             print("cpu-demo: the CPU stand-in for Fig. 7, minutes per seed on two cores; starting", file=sys.stderr)
@@ -303,6 +305,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"wrote {path} in {result['wall_s']:.1f} s ({result['points']['computed']} points computed, "
               f"{result['points']['cached']} from the cache, {result['points']['failed']} failed)")
     return 0 if not result["points"]["failed"] else 1
+
+
+def _check_scheduler(address: str) -> None:
+    """ValueError unless a Dask scheduler answers at `address`."""
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="5s"):
+            pass
+    except Exception as exc:  # distributed raises OSError, TimeoutError or ValueError (a malformed address)
+        raise ValueError(f"--scheduler {address}: no Dask scheduler answers there ({exc})") from None
 
 
 def _check_readme(path: str) -> None:

@@ -209,7 +209,8 @@ def test_bad_input_is_one_line():
     for args, message in ((("--seeds", "0"), "--seeds 0: expected 1 to"),
                           (("--only", "fig99"), "--only: unknown figure fig99"),
                           (("--resnet", "tpu"), "--resnet 'tpu'"),
-                          (("--workers", "-1"), "--workers=-1")):
+                          (("--workers", "-1"), "--workers=-1"),
+                          (("--scheduler", "nonsense"), "--scheduler nonsense: no Dask scheduler answers there")):
         out = cli(*args)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert out.stderr.startswith("error: ") and message in out.stderr
