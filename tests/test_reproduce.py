@@ -210,6 +210,7 @@ def test_bad_input_is_one_line():
                           (("--only", "fig99"), "--only: unknown figure fig99"),
                           (("--resnet", "tpu"), "--resnet 'tpu'"),
                           (("--workers", "-1"), "--workers=-1"),
+                          (("--readme", "/nonexistent/README.md"), "--readme /nonexistent/README.md: cannot be read"),
                           (("--scheduler", "nonsense"), "--scheduler nonsense: no Dask scheduler answers there")):
         out = cli(*args)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -17,11 +17,15 @@ FIGURE_PAGES = {**PAGES, "bouncing": ("toy_1d", "toy_")}
 RATE_SCALE = alt.Scale(domain=[0, 0.5, 1], range=["#c0392b", "#f1c40f", "#27ae60"])  # one scale for every claim
 
 
-def seed_url(figure: dict, point: dict) -> str:
-    """A link that opens exactly the config this seed ran (the same cache key) on the figure's page."""
+def seed_url(figure: dict, point: dict) -> str | None:
+    """A link that opens exactly the config this seed ran (the same cache key) on the figure's page (None when this
+    code no longer has the preset or reads the config differently)."""
     module = registry.get(figure["experiment"])
-    preset = module.PRESETS[figure["preset"]].config
-    config = type(preset).from_dict(point["config"])
+    try:
+        preset = module.PRESETS[figure["preset"]].config
+        config = type(preset).from_dict(point["config"])
+    except (KeyError, ValueError, TypeError):
+        return None
     if figure["experiment"] in PAGES:
         return page_url(figure["experiment"], figure["preset"], preset, config)
     path, prefix = FIGURE_PAGES[figure["experiment"]]
