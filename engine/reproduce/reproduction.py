@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ def resnet_mode(mode: str) -> str:
         raise ValueError(f"--resnet {mode!r}: expected one of {', '.join(RESNET_MODES)}")
     if mode != "auto":
         return mode
+    if not os.path.exists("/proc/driver/nvidia/version"):  # no NVIDIA driver: no need to load torch to ask
+        return "skip"
     try:
         import torch
     except ImportError:
