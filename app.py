@@ -21,6 +21,7 @@ pages = [
     st.Page("pages/teacher_student.py", title="4 · Teacher-student: neurons", icon=":material/scatter_plot:"),
     st.Page("pages/resnet.py", title="5 · ResNets on CIFAR", icon=":material/grid_view:"),
     st.Page("pages/sweeps.py", title="6 · Sweeps", icon=":material/grid_on:"),
+    st.Page("pages/reproduction.py", title="7 · Reproduction", icon=":material/fact_check:"),
 ]
 page = st.navigation(pages)
 warm_up_kernels()

@@ -389,6 +389,102 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Every figure's preset over --seeds seeds, every claim's rate with its interval: the JSON report (and, with
+    --readme, the README's table). Exit 1 when a point failed."""
+    import logging
+    import os
+
+    from tqdm import tqdm
+
+    from engine.reproduce import report
+    from engine.reproduce.figures import gpu_hours
+    from engine.reproduce.reproduction import plan, reproduce
+    from engine.store import Store
+
+    keys = [k.strip() for k in args.only.split(",") if k.strip()] if args.only else None
+    figures = plan(keys, args.seeds, args.resnet)
+    if args.workers < 0:
+        raise ValueError(f"--workers={args.workers}: expected 0 (one per core) or more")
+    path = args.json
+    if path is None:
+        path = str(report.default_path())
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    _check_json_target(path)
+    if args.readme:
+        _check_readme(args.readme)
+    if args.cache_dir:
+        _check_cache_dir(args.cache_dir)
+    scheduler = args.scheduler or os.environ.get("SPARSE_SGD_SCHEDULER", "") or None
+    if scheduler and figures["run"]:
+        _check_scheduler(scheduler)
+    for f in [*figures["skipped"], *(f for f in figures["run"] if f.family == "resnet")]:
+        if f.key == "cpu-demo":
+            print("cpu-demo: the CPU stand-in for Fig. 7, minutes per seed on two cores; starting", file=sys.stderr)
+            continue
+        started = "skipped: no GPU here (--resnet cpu-demo runs the CPU demo)" if f in figures["skipped"] else \
+            "starting"
+        print(f"{f.key}: about {gpu_hours(f, args.seeds):.1f} GPU-hours at {args.seeds} seeds (assumed epoch "
+              f"times, not measured); {started}", file=sys.stderr)
+    bar = tqdm(total=0, desc="reproduce", unit="point", file=sys.stderr, disable=args.quiet)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.emit = lambda record: bar.write(handler.format(record), file=sys.stderr)  # lines above the bar
+    log = logging.getLogger("engine.reproduce")
+    if not args.quiet:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+    def progress(done: int, total: int, key: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(key, refresh=False)
+        bar.update(done - bar.n)
+
+    command = f"python -m engine reproduce --seeds {args.seeds}" + "".join(
+        f" --{name} {value}" for name, value in (("only", args.only), ("resnet", args.resnet),
+                                                 ("workers", args.workers or None)) if value and value != "auto")
+    try:
+        result = reproduce(figures, args.seeds, Store(args.cache_dir) if args.cache_dir else Store(),
+                           command, scheduler=scheduler, workers=args.workers or None,
+                           use_cache=not args.no_cache, on_progress=progress)
+    except KeyboardInterrupt:
+        print("cancelled: the finished seeds stay cached, a rerun resumes", file=sys.stderr)
+        return 1
+    finally:
+        bar.close()
+        log.removeHandler(handler)
+    report.write(result, path)
+    if args.readme:
+        report.update_readme(result, args.readme)
+    if not args.quiet:
+        print(report.markdown(result))
+        print(f"wrote {path} in {result['wall_s']:.1f} s ({result['points']['computed']} points computed, "
+              f"{result['points']['cached']} from the cache, {result['points']['failed']} failed)")
+    return 0 if not result["points"]["failed"] else 1
+
+
+def _check_scheduler(address: str) -> None:
+    """ValueError unless a Dask scheduler answers at `address`."""
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="5s"):
+            pass
+    except Exception as exc:  # distributed raises OSError, TimeoutError or ValueError (a malformed address)
+        raise ValueError(f"--scheduler {address}: no Dask scheduler answers there ({exc})") from None
+
+
+def _check_readme(path: str) -> None:
+    """ValueError unless `path` is a README with the reproduction table's markers."""
+    from engine.reproduce import report
+
+    try:
+        text = open(path).read()
+    except OSError as exc:
+        raise ValueError(f"--readme {path}: cannot be read ({exc.strerror or exc})") from None
+    if report.README_START not in text or report.README_END not in text:
+        raise ValueError(f"--readme {path}: no '{report.README_START}' ... '{report.README_END}' markers")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -431,8 +527,25 @@ def main(argv: list[str] | None = None) -> int:
     cache.add_argument("--work-limit", type=float, default=None, metavar="GB",
                        help="gc: size limit of the work folders (default 4 GB)")
     cache.add_argument("--quiet", action="store_true", help="gc/clear: no summary of what remains")
+    reproduce = sub.add_parser("reproduce", help="every claim of the paper as a rate over seeds (a JSON report)")
+    reproduce.add_argument("--seeds", type=int, default=10, help="seeds per figure, the preset's own first "
+                           "(default 10)")
+    reproduce.add_argument("--only", default=None, help="figures, comma separated (e.g. fig2,fig5; default all)")
+    reproduce.add_argument("--resnet", default="auto", help="auto (gpu when CUDA is here, else skip) | skip | "
+                           "cpu-demo (the CPU stand-in) | gpu (the full presets)")
+    reproduce.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:8786 (default "
+                           "$SPARSE_SGD_SCHEDULER; none: local worker processes)")
+    reproduce.add_argument("--workers", type=int, default=0, help="local worker processes (default: one per core)")
+    reproduce.add_argument("--json", default=None, metavar="OUT", help="where to write the report (default "
+                           "benchmarks/results/reproduction.json)")
+    reproduce.add_argument("--readme", default=None, metavar="README", help="also write the table into this README "
+                           "(between its reproduction-table markers)")
+    reproduce.add_argument("--no-cache", action="store_true", help="recompute every seed")
+    reproduce.add_argument("--cache-dir", default=None, help="cache folder (default $SPARSE_SGD_CACHE or cache/)")
+    reproduce.add_argument("--quiet", action="store_true", help="no progress bar or table")
     args = parser.parse_args(argv)
-    commands = {"list": lambda a: cmd_list(), "run": cmd_run, "sweep": cmd_sweep, "cache": cmd_cache}
+    commands = {"list": lambda a: cmd_list(), "run": cmd_run, "sweep": cmd_sweep, "cache": cmd_cache,
+                "reproduce": cmd_reproduce}
     try:
         return commands[args.command](args)
     except ValueError as exc:

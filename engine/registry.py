@@ -24,6 +24,7 @@ MODULES = {
     "relu1d": "engine.relu.relu1d",
     "teacher_student": "engine.relu.teacher_student",
     "sweep": "engine.sweeps.experiment",
+    "reproduce": "engine.reproduce.experiment",
 }
 
 

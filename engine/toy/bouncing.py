@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.core.config import Config, Preset, param
+from engine.toy.claims import CLAIMS  # noqa: F401 (the registry's)
 
 TITLE = "Toy 1D model: loss stabilization by bouncing (Prop. 3) and SGD = GD + label noise"
 ALGORITHMS = ("SGD + GD", "SGD", "GD")
