@@ -3,7 +3,7 @@ a button runs what is missing in the background."""
 
 import streamlit as st
 
-from engine.core.version import ENGINE_VERSION
+from engine.core.version import engine_version
 from engine.reproduce import report as reports
 from engine.reproduce.experiment import ReproduceConfig
 from engine.reproduce.figures import FIGURES
@@ -43,8 +43,8 @@ if report:
                f"{m['cpus']} CPU cores ({report['where']}; load average {load} at the end), "
                f"{report['points']['computed']} seeds computed and "
                f"{report['points']['cached']} from the cache, {report['created']}.")
-    if report["engine_version"] != ENGINE_VERSION:
-        st.warning(f"The stored report is of engine {report['engine_version']}; this code is {ENGINE_VERSION}. A "
+    if report["engine_version"] != engine_version():
+        st.warning(f"The stored report is of engine {report['engine_version']}; this code is {engine_version()}. A "
                    "seed's link reruns it with this code, which may differ; Run what is missing recomputes all.")
     figures = [f["figure"] for f in report["figures"]]
     keys = {f["figure"]: f["key"] for f in report["figures"]}

@@ -19,7 +19,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from engine.core.version import ENGINE_VERSION
+from engine.core.version import engine_version
 from engine.reproduce.figures import Figure
 from engine.reproduce.stats import spread, wilson
 
@@ -100,7 +100,7 @@ def build(figures: list[dict], rows: list[dict], seeds: int, command: str, where
     """The whole report."""
     totals = {k: sum(f.get(k, 0) for f in figures) for k in ("computed", "cached", "failed")}
     return dict(schema=SCHEMA, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command,
-                seeds=seeds, engine_version=ENGINE_VERSION, machine=machine(), libraries=libraries(), where=where,
+                seeds=seeds, engine_version=engine_version(), machine=machine(), libraries=libraries(), where=where,
                 wall_s=round(wall, 2), points=totals, figures=figures, claims=rows)
 
 
