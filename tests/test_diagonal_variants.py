@@ -84,3 +84,30 @@ def test_the_sam_preset_shows_sam_lowering_the_rank_and_the_test_loss_of_the_sma
     diagonal.run(c, rec, None)
     plain, sam = (r["final"] for r in rec.view()["runs"])
     assert sam["ntk_rank"] < plain["ntk_rank"] and sam["test_loss"] < plain["test_loss"]
+
+
+def test_sweeps_take_the_sam_radius_and_weight_decay_as_axes():
+    from engine.sweeps import grid
+
+    sweep = grid.build("diagonal", "sam", axes=["runs.1.sam_rho=0,0.05,0.1", "runs.1.weight_decay=0,0.001"])
+    configs = sweep.configs()
+    assert len(configs) == 6 and sweep.run == 1
+    assert sorted({(c.runs[1].sam_rho, c.runs[1].weight_decay) for c in configs}) == [
+        (0.0, 0.0), (0.0, 0.001), (0.05, 0.0), (0.05, 0.001), (0.1, 0.0), (0.1, 0.001)]
+    with pytest.raises(ValueError, match="runs.1.sam_rho"):
+        grid.build("diagonal", "sam", axes=["runs.1.sam_rho=0,20"])  # above the column's bound
+
+
+def test_the_variants_preset_shows_weight_decay_sparsifying_gd():
+    """Weight decay on (u, v) is an l1 penalty on beta = u * v (min of (u^2 + v^2) / 2 over u * v = beta is |beta|):
+    GD with it ends sparser, with a lower-rank phi, and closer to the sparse beta* than plain GD."""
+    from engine.core.recording import Recorder
+    from engine.diagonal import experiment as diagonal
+
+    c = diagonal.PRESETS["variants"].config
+    c = c.replace(runs=c.runs[:2], checkpoints=20)
+    rec = Recorder("diagonal", c.to_dict())
+    diagonal.run(c, rec, None)
+    plain, decayed = (r["final"] for r in rec.view()["runs"])
+    assert decayed["l0_norm"] < plain["l0_norm"] and decayed["ntk_rank"] < plain["ntk_rank"]
+    assert decayed["test_loss"] < plain["test_loss"]

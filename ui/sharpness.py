@@ -20,7 +20,7 @@ def bound_frame(long: pd.DataFrame) -> pd.DataFrame:
     return out[["label", "step", "bound"]]
 
 
-def sharpness_chart(long: pd.DataFrame, labels: list[str], height: int = 320) -> alt.Chart | None:
+def sharpness_chart(long: pd.DataFrame, labels: list[str], height: int = 380) -> alt.Chart | None:
     """λ_max per run (median over seeds, 10-90% band when several) as solid lines and 2/η(t) of the same run
     as a dashed line in its colour, log y axis (η spans decades across a decay)."""
     frame = long[(long["metric"] == "sharpness") & (long["value"] > 0)]
@@ -31,7 +31,7 @@ def sharpness_chart(long: pd.DataFrame, labels: list[str], height: int = 320) ->
     x = alt.X("step:Q", title="iteration", axis=alt.Axis(format=X_FORMAT))
     y_scale = alt.Scale(type="log")
     lines = alt.Chart(summary).mark_line(strokeWidth=1.8).encode(
-        x=x, y=alt.Y("median:Q", title="λ_max (solid), 2/η (dashed)", scale=y_scale), color=color(labels),
+        x=x, y=alt.Y("median:Q", title="λ_max, 2/η", scale=y_scale), color=color(labels),
         tooltip=["label", alt.Tooltip("step:Q", format=","), alt.Tooltip("median:Q", title="λ_max", format=".4g")])
     layers = [lines]
     if summary["seeds"].max() > 1:
@@ -41,11 +41,11 @@ def sharpness_chart(long: pd.DataFrame, labels: list[str], height: int = 320) ->
         layers.append(alt.Chart(bound).mark_line(strokeDash=[5, 3], strokeWidth=1.4, opacity=0.8).encode(
             x=x, y=alt.Y("bound:Q", scale=y_scale), color=color(labels),
             tooltip=["label", alt.Tooltip("step:Q", format=","), alt.Tooltip("bound:Q", title="2/η", format=".4g")]))
-    return alt.layer(*layers).properties(title="Sharpness: top eigenvalue λ_max of the training loss's Hessian "
-                                               "against 2/η", height=height, width="container")
+    title = alt.Title("λ_max of the loss's Hessian against 2/η", subtitle="solid: λ_max; dashed: 2/η of the same run")
+    return alt.layer(*layers).properties(title=title, height=height, width="container")
 
 
-def trace_chart(long: pd.DataFrame, labels: list[str], height: int = 320) -> alt.Chart | None:
+def trace_chart(long: pd.DataFrame, labels: list[str], height: int = 380) -> alt.Chart | None:
     """tr H per run (median over seeds), log y axis."""
     frame = long[(long["metric"] == "hessian_trace") & (long["value"] > 0)]
     if frame.empty:
@@ -55,7 +55,7 @@ def trace_chart(long: pd.DataFrame, labels: list[str], height: int = 320) -> alt
         x=alt.X("step:Q", title="iteration", axis=alt.Axis(format=X_FORMAT)),
         y=alt.Y("median:Q", title="tr H", scale=alt.Scale(type="log")), color=color(labels),
         tooltip=["label", alt.Tooltip("step:Q", format=","), alt.Tooltip("median:Q", title="tr H", format=".4g")],
-    ).properties(title="Trace of the training loss's Hessian", height=height, width="container")
+    ).properties(title="Trace of the loss's Hessian", height=height, width="container")
 
 
 def sharpness_section(long: pd.DataFrame, labels: list[str]) -> None:
