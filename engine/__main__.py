@@ -318,8 +318,8 @@ def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str)
             problem = sweeps.preflight(plan)
             if problem:
                 raise ValueError(problem)
-        else:  # ValueError in one line: no scheduler there, or a node without this engine
-            sweep_exec.connect(scheduler).close()
+        else:  # ValueError in one line: no scheduler there, a node without this engine, no worker with the data
+            sweep_exec.connect(scheduler, experiment=plan.experiment, config=plan.configs()[0].to_dict()).close()
     job = manager.submit("sweep", config, preset=args.preset, use_cache=not args.no_cache)
     view = follow(job, f"sweep {args.experiment}/{args.preset} ({plan.size} points x {plan.seeds} seeds)",
                   args.quiet)

@@ -176,6 +176,10 @@ def test_readme_cluster_runs_a_sweep_and_a_lost_cluster_stops_it(tmp_path):
         out, err = cli.communicate(timeout=DEADLINE)
         assert cli.returncode == 0, err[-2000:]
         assert "3 points computed, 0 from the cache, 0 failed" in out
+        cli = start(["--axis", "tag=1:3:3", "--set", f"fail_tag={10**6}", "--scheduler", address], cache)
+        out, err = cli.communicate(timeout=DEADLINE)  # the workers' own machine checks, before any point
+        assert cli.returncode == 2 and err.count("\n") == 1
+        assert "no Dask worker can run these points" in err and "data is not on this machine" in err
 
         cli = start(["--axis", "tag=11:16:6", "--set", "steps=10", "--set", "delay=0.2", "--scheduler", address,
                      "--worker-wait", "3"], cache)

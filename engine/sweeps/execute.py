@@ -167,10 +167,11 @@ def check_address(address: str) -> None:
                              f"distributed.comm.tls.client.cert (and .key) in Dask's configuration")
 
 
-def connect(address: str, timeout: float | None = None):
+def connect(address: str, timeout: float | None = None, experiment: str | None = None, config: dict | None = None):
     """A distributed Client of the scheduler at `address` whose nodes (the scheduler and every worker) import
-    this engine version; ValueError in one line naming the node otherwise, or when nothing answers within
-    `timeout` seconds (default CONNECT_SECONDS)."""
+    this engine version, and (given a point's `config` of `experiment`) at least one of whose workers passes the
+    checks `run` does (CUDA, data on disk); ValueError in one line naming the node otherwise, or when nothing
+    answers within `timeout` seconds (default CONNECT_SECONDS)."""
     from distributed import Client
 
     check_address(address)
@@ -182,6 +183,8 @@ def connect(address: str, timeout: float | None = None):
                          f"({_short(exc)})") from None
     try:
         _check_nodes(client, address)
+        if experiment is not None and config is not None:
+            _check_workers_can_run(client, experiment, config)
     except BaseException:
         client.close()
         raise
@@ -205,6 +208,22 @@ def _check_nodes(client, address: str) -> None:
                              f"{fix}")
 
 
+def preflight(experiment: str, module_name: str, config: dict) -> str | None:
+    """`registry.preflight` of a point's config, on the node that runs it (the axes are numeric settings, which
+    its checks do not read, so one point stands for the grid). The experiment is known there as on the client
+    (`module_name`, as `run_point` gets it)."""
+    registry.MODULES.setdefault(experiment, module_name)
+    return registry.preflight(experiment, registry.get(experiment).Config.from_dict(config))
+
+
+def _check_workers_can_run(client, experiment: str, config: dict) -> None:
+    answers = client.run(preflight, experiment, registry.MODULES[experiment], config, on_error="return")
+    problems = {w: str(a) if isinstance(a, BaseException) else a for w, a in answers.items()}
+    if answers and all(problems.values()):
+        worker, problem = next(iter(problems.items()))
+        raise ValueError(f"no Dask worker can run these points: {worker}: {problem}")
+
+
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 160 else text[:157] + "..."
@@ -218,7 +237,7 @@ def _dask(experiment: str, items: list[tuple[int, dict]], address: str, should_s
     stats['stopped'] says why."""
     from distributed import as_completed
 
-    with connect(address) as client:
+    with connect(address, experiment=experiment, config=items[0][1]) as client:
         workers = client.scheduler_info()["workers"].values()
         resources = None
         if experiment in GPU_EXPERIMENTS:
