@@ -307,7 +307,7 @@ def _checked_sweep(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str) -> int:
     """The rest of `cmd_sweep`: run the checked sweep and report what this invocation did."""
     from engine.jobs import JobManager
-    from engine.sweeps import execute as sweep_exec
+    from engine.sweeps import cluster
     from engine.sweeps import grid as sweeps
     from engine.sweeps.experiment import job_config
 
@@ -319,7 +319,7 @@ def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str)
             if problem:
                 raise ValueError(problem)
         else:  # ValueError in one line: no scheduler there, a node without this engine, no worker with the data
-            sweep_exec.connect(scheduler, experiment=plan.experiment, config=plan.configs()[0].to_dict()).close()
+            cluster.connect(scheduler, experiment=plan.experiment, config=plan.configs()[0].to_dict()).close()
     job = manager.submit("sweep", config, preset=args.preset, use_cache=not args.no_cache)
     view = follow(job, f"sweep {args.experiment}/{args.preset} ({plan.size} points x {plan.seeds} seeds)",
                   args.quiet)

@@ -24,8 +24,10 @@ import pytest
 from engine import registry
 from engine.__main__ import main
 from engine.store import Store
+from engine.sweeps import cluster
 from engine.sweeps import execute as sweep_exec
 from engine.sweeps import grid as sweeps
+from engine.sweeps.point import run_point
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "tests" / "sweep_cli.py"), "sweep", "sleepy", "--preset", "default"]
@@ -212,7 +214,7 @@ def test_a_scheduler_without_the_engine_is_refused_before_any_point(tmp_path):
 @pytest.mark.parametrize("address", ["bogus", "tcp://127.0.0.1", "tls://", "tls://127.0.0.1:8786",
                                      "tcp://127.0.0.1:99999", "http://127.0.0.1:8786", "tcp://:8786", "FREE"])
 def test_a_bad_scheduler_address_is_one_line_and_exit_2(address, capsys, monkeypatch, sleepy):
-    monkeypatch.setattr(sweep_exec, "CONNECT_SECONDS", 1.0, raising=False)
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1.0)
     address = f"tcp://127.0.0.1:{free_port()}" if address == "FREE" else address  # nothing listens there
     assert main(["sweep", "sleepy", "--preset", "default", "--axis", "tag=1,2", "--scheduler", address]) == 2
     err = capsys.readouterr().err
@@ -224,7 +226,7 @@ def test_a_worker_result_that_is_not_a_point_fails_that_point_only(tmp_path, mon
 
     sweep = sweeps.Sweep("sleepy", "default", SleepyConfig(), (sweeps.Axis("tag", (1, 2, 3, 4)),),
                          metrics=("train_loss",))
-    good = sweep_exec.run_point("sleepy", "tests.sleepy_experiment", sweep.configs()[3].to_dict())
+    good = run_point("sleepy", "tests.sleepy_experiment", sweep.configs()[3].to_dict())
     answers = ["not a dict", dict(good, result={"runs": "no"}), dict(good, engine_version="old"), good]
 
     def fake(experiment, items, workers, should_stop):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from engine.core.config import Config, Preset, param, parse_json
 from engine.core.version import ENGINE_VERSION
+from engine.sweeps import cluster
 from engine.sweeps import execute as sweep_exec
 from engine.sweeps import grid as sweeps
 
@@ -23,7 +24,7 @@ class SweepConfig(Config):
     scheduler: str = param("", help="address of a Dask scheduler (tcp://HOST:8786); '' = local processes")
     workers: int = param(0, 0, 256, step=1, help="local worker processes (0 = one per core)")
     use_cache: bool = param(True, help="reuse cached points (off: recompute every point)")
-    worker_wait: float = param(sweep_exec.WORKER_WAIT, 0.0, 86_400.0, step=10.0,
+    worker_wait: float = param(cluster.WORKER_WAIT, 0.0, 86_400.0, step=10.0,
                                help="seconds a Dask sweep waits for a worker when none is left, then stops")
 
     def check(self) -> None:
@@ -43,7 +44,7 @@ Config = SweepConfig
 
 
 def job_config(sweep: sweeps.Sweep, scheduler: str = "", workers: int = 0, use_cache: bool = True,
-               worker_wait: float = sweep_exec.WORKER_WAIT) -> SweepConfig:
+               worker_wait: float = cluster.WORKER_WAIT) -> SweepConfig:
     """The job config of a sweep."""
     return SweepConfig(sweeps.dumps(sweep), scheduler, workers, use_cache, worker_wait)
 
