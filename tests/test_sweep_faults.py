@@ -274,6 +274,21 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(args, message, capsys,
     assert stored_points(tmp_path / "cache") == 0
 
 
+def test_a_sweep_job_has_the_machine_checks_of_its_points(tmp_path, capsys):
+    """`run sweep` and the sweep page (which asks registry.preflight before offering Run) refuse a grid whose data
+    is missing, as `sweep` does, before any point."""
+    from engine.core.config import with_settings
+    from engine.sweeps.experiment import job_config
+
+    plan = sweeps.build("resnet", "map-cpu-demo")
+    plan = sweeps.build("resnet", "map-cpu-demo", base=with_settings(plan.base, {"dataset": "cifar10",
+                                                                                 "data_dir": "/etc"}))
+    assert "outside the data root" in registry.preflight("sweep", job_config(plan))
+    assert main(["run", "sweep", "--set", f"sweep={sweeps.dumps(plan)}", "--cache-dir", str(tmp_path)]) == 2
+    assert "outside the data root" in capsys.readouterr().err
+    assert registry.preflight("sweep", job_config(plan, scheduler="tcp://127.0.0.1:8786")) is None  # asked there
+
+
 def test_a_link_nested_too_deep_is_ignored_with_a_note():
     from engine.diagonal.config import DiagonalConfig
     from ui.links import read_changes

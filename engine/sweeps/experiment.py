@@ -60,6 +60,12 @@ PRESETS = {
 }
 
 
+def preflight(c: SweepConfig) -> str | None:
+    """What would stop a local sweep's points from running on this machine (CUDA, data on disk), checked once for
+    the grid before any work (a cluster's workers are asked when the sweep connects)."""
+    return None if c.scheduler else sweeps.preflight(c.plan())
+
+
 def run(c: SweepConfig, rec, workdir=None, store=None) -> None:
     """Run every point (cached ones first); extras: 'sweep' (the JSON header), 'cells' (None until finished),
     'stats' (points computed / cached / failed). Progress counts finished points."""
