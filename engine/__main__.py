@@ -112,11 +112,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(problem)
     job = manager.submit(args.experiment, config, preset=preset_name, use_cache=not args.no_cache,
                          restart=args.no_cache)
-    view = follow(job, f"{args.experiment}/{preset_name}", args.quiet)
+    with _log_to_file(manager.store) as log_file:  # a failed job's traceback: to a file, not the terminal
+        view = follow(job, f"{args.experiment}/{preset_name}", args.quiet)
     if not args.quiet:
         print(summary_table(view))
         source = "from the cache" if job.from_cache else f"in {view['elapsed']:.2f} s"
         print(f"status: {view['status']} ({source}){' - ' + view['message'] if view['message'] else ''}")
+    if view["status"] == "failed" and log_file:
+        print(f"details of what failed: {log_file}", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(export(view), fh)

@@ -311,6 +311,13 @@ def test_a_sweep_whose_points_all_failed_is_not_done_and_names_its_log(tmp_path,
     assert "RuntimeError: boom" in Path(log_line[0].split(": ", 1)[1]).read_text()
 
 
+def test_a_failed_run_prints_one_line_and_logs_its_traceback(tmp_path, capsys, sleepy):
+    assert main(["run", "sleepy", "--set", "fail=true", "--quiet", "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("details of what failed: ") and err.count("\n") == 1
+    assert "RuntimeError: boom" in Path(err.split(": ", 1)[1].strip()).read_text()
+
+
 def test_a_sweep_from_the_cache_reports_what_this_invocation_did(tmp_path, capsys, sleepy):
     args = ["sweep", "sleepy", "--preset", "default", "--axis", "tag=1,2,3", "--workers", "2",
             "--cache-dir", str(tmp_path / "cache")]
