@@ -61,7 +61,19 @@ def wait_for(condition, what: str, deadline: float = DEADLINE):
 
 
 def stored_points(cache: Path) -> int:
-    return Store(cache).info()["entries"]
+    """Results in the cache folder, read without opening the store for writing (the CLI is writing it)."""
+    import sqlite3
+
+    db = cache / "results" / "cache.db"
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute("SELECT COUNT(*) FROM Cache").fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not made yet
+        return 0
+    finally:
+        con.close()
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
