@@ -112,11 +112,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(problem)
     job = manager.submit(args.experiment, config, preset=preset_name, use_cache=not args.no_cache,
                          restart=args.no_cache)
-    view = follow(job, f"{args.experiment}/{preset_name}", args.quiet)
+    with _log_to_file(manager.store) as log_file:  # a failed job's traceback: to a file, not the terminal
+        view = follow(job, f"{args.experiment}/{preset_name}", args.quiet)
     if not args.quiet:
         print(summary_table(view))
         source = "from the cache" if job.from_cache else f"in {view['elapsed']:.2f} s"
         print(f"status: {view['status']} ({source}){' - ' + view['message'] if view['message'] else ''}")
+    if view["status"] == "failed" and log_file:
+        print(f"details of what failed: {log_file}", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(export(view), fh)
@@ -307,7 +310,7 @@ def _checked_sweep(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str) -> int:
     """The rest of `cmd_sweep`: run the checked sweep and report what this invocation did."""
     from engine.jobs import JobManager
-    from engine.sweeps import execute as sweep_exec
+    from engine.sweeps import cluster
     from engine.sweeps import grid as sweeps
     from engine.sweeps.experiment import job_config
 
@@ -318,8 +321,8 @@ def _sweep(args: argparse.Namespace, plan, scheduler: str, store, log_file: str)
             problem = sweeps.preflight(plan)
             if problem:
                 raise ValueError(problem)
-        else:  # ValueError in one line: no scheduler there, or a node without this engine
-            sweep_exec.connect(scheduler).close()
+        else:  # ValueError in one line: no scheduler there, a node without this engine, no worker with the data
+            cluster.connect(scheduler, experiment=plan.experiment, config=plan.configs()[0].to_dict()).close()
     job = manager.submit("sweep", config, preset=args.preset, use_cache=not args.no_cache)
     view = follow(job, f"sweep {args.experiment}/{args.preset} ({plan.size} points x {plan.seeds} seeds)",
                   args.quiet)

@@ -44,3 +44,8 @@ def run(c: SleepyConfig, rec, workdir=None) -> None:
             return
         rec.progress((t + 1) / c.steps)
         time.sleep(c.delay)
+
+
+def preflight(c: SleepyConfig) -> str | None:
+    """The machine check `run` does: here, fail_tag 1000000 stands for a point whose data is not on this machine."""
+    return "its data is not on this machine (fail_tag=1000000)" if c.fail_tag == 10**6 else None

@@ -24,8 +24,10 @@ import pytest
 from engine import registry
 from engine.__main__ import main
 from engine.store import Store
+from engine.sweeps import cluster
 from engine.sweeps import execute as sweep_exec
 from engine.sweeps import grid as sweeps
+from engine.sweeps.point import run_point
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(ROOT / "tests" / "sweep_cli.py"), "sweep", "sleepy", "--preset", "default"]
@@ -59,7 +61,19 @@ def wait_for(condition, what: str, deadline: float = DEADLINE):
 
 
 def stored_points(cache: Path) -> int:
-    return Store(cache).info()["entries"]
+    """Results in the cache folder, read without opening the store for writing (the CLI is writing it)."""
+    import sqlite3
+
+    db = cache / "results" / "cache.db"
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute("SELECT COUNT(*) FROM Cache").fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not made yet
+        return 0
+    finally:
+        con.close()
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
@@ -176,6 +190,10 @@ def test_readme_cluster_runs_a_sweep_and_a_lost_cluster_stops_it(tmp_path):
         out, err = cli.communicate(timeout=DEADLINE)
         assert cli.returncode == 0, err[-2000:]
         assert "3 points computed, 0 from the cache, 0 failed" in out
+        cli = start(["--axis", "tag=1:3:3", "--set", f"fail_tag={10**6}", "--scheduler", address], cache)
+        out, err = cli.communicate(timeout=DEADLINE)  # the workers' own machine checks, before any point
+        assert cli.returncode == 2 and err.count("\n") == 1
+        assert "no Dask worker can run these points" in err and "data is not on this machine" in err
 
         cli = start(["--axis", "tag=11:16:6", "--set", "steps=10", "--set", "delay=0.2", "--scheduler", address,
                      "--worker-wait", "3"], cache)
@@ -208,7 +226,7 @@ def test_a_scheduler_without_the_engine_is_refused_before_any_point(tmp_path):
 @pytest.mark.parametrize("address", ["bogus", "tcp://127.0.0.1", "tls://", "tls://127.0.0.1:8786",
                                      "tcp://127.0.0.1:99999", "http://127.0.0.1:8786", "tcp://:8786", "FREE"])
 def test_a_bad_scheduler_address_is_one_line_and_exit_2(address, capsys, monkeypatch, sleepy):
-    monkeypatch.setattr(sweep_exec, "CONNECT_SECONDS", 1.0, raising=False)
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1.0)
     address = f"tcp://127.0.0.1:{free_port()}" if address == "FREE" else address  # nothing listens there
     assert main(["sweep", "sleepy", "--preset", "default", "--axis", "tag=1,2", "--scheduler", address]) == 2
     err = capsys.readouterr().err
@@ -220,7 +238,7 @@ def test_a_worker_result_that_is_not_a_point_fails_that_point_only(tmp_path, mon
 
     sweep = sweeps.Sweep("sleepy", "default", SleepyConfig(), (sweeps.Axis("tag", (1, 2, 3, 4)),),
                          metrics=("train_loss",))
-    good = sweep_exec.run_point("sleepy", "tests.sleepy_experiment", sweep.configs()[3].to_dict())
+    good = run_point("sleepy", "tests.sleepy_experiment", sweep.configs()[3].to_dict())
     answers = ["not a dict", dict(good, result={"runs": "no"}), dict(good, engine_version="old"), good]
 
     def fake(experiment, items, workers, should_stop):
@@ -268,6 +286,21 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(args, message, capsys,
     assert stored_points(tmp_path / "cache") == 0
 
 
+def test_a_sweep_job_has_the_machine_checks_of_its_points(tmp_path, capsys):
+    """`run sweep` and the sweep page (which asks registry.preflight before offering Run) refuse a grid whose data
+    is missing, as `sweep` does, before any point."""
+    from engine.core.config import with_settings
+    from engine.sweeps.experiment import job_config
+
+    plan = sweeps.build("resnet", "map-cpu-demo")
+    plan = sweeps.build("resnet", "map-cpu-demo", base=with_settings(plan.base, {"dataset": "cifar10",
+                                                                                 "data_dir": "/etc"}))
+    assert "outside the data root" in registry.preflight("sweep", job_config(plan))
+    assert main(["run", "sweep", "--set", f"sweep={sweeps.dumps(plan)}", "--cache-dir", str(tmp_path)]) == 2
+    assert "outside the data root" in capsys.readouterr().err
+    assert registry.preflight("sweep", job_config(plan, scheduler="tcp://127.0.0.1:8786")) is None  # asked there
+
+
 def test_a_link_nested_too_deep_is_ignored_with_a_note():
     from engine.diagonal.config import DiagonalConfig
     from ui.links import read_changes
@@ -288,6 +321,13 @@ def test_a_sweep_whose_points_all_failed_is_not_done_and_names_its_log(tmp_path,
     log_line = [ln for ln in err.splitlines() if ln.startswith("details of what failed: ")]
     assert len(log_line) == 1
     assert "RuntimeError: boom" in Path(log_line[0].split(": ", 1)[1]).read_text()
+
+
+def test_a_failed_run_prints_one_line_and_logs_its_traceback(tmp_path, capsys, sleepy):
+    assert main(["run", "sleepy", "--set", "fail=true", "--quiet", "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("details of what failed: ") and err.count("\n") == 1
+    assert "RuntimeError: boom" in Path(err.split(": ", 1)[1].strip()).read_text()
 
 
 def test_a_sweep_from_the_cache_reports_what_this_invocation_did(tmp_path, capsys, sleepy):

@@ -1,67 +1,31 @@
 """Running a sweep's points where they fit: local worker processes (joblib's loky executor) or an existing Dask
-cluster. Points stream back as they finish; each is stored under its own cache key, so a repeated, widened or
-cancelled sweep reuses every finished point. A point that raises, or whose worker dies, is retried once and
-otherwise reported in its cell; it never sinks the sweep. No scheduler of our own: loky and Dask do that.
+cluster (`engine.sweeps.cluster`). Points stream back as they finish; each is stored under its own cache key, so a
+repeated, widened or cancelled sweep reuses every finished point. A point that raises, or whose worker dies, is
+retried once and otherwise reported in its cell; it never sinks the sweep. No scheduler of our own: loky and Dask
+do that.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from engine import registry
-from engine.core import version
+from engine.core.version import engine_version
+from engine.sweeps import cluster
 from engine.sweeps.grid import Sweep
+from engine.sweeps.point import POLL_SECONDS, Outcome, describe, run_point
 
 log = logging.getLogger(__name__)
-GPU_EXPERIMENTS = ("resnet",)  # their points ask a Dask cluster for a worker with the resource GPU=1
-POLL_SECONDS = 0.1
-CONNECT_SECONDS = 10.0  # how long a sweep waits for a Dask scheduler to answer
-WORKER_WAIT = 120.0  # default seconds a Dask sweep waits for a worker when none is left
-WORKER_LOOK_SECONDS = 1.0  # how often it looks
 PARENT_POLL_SECONDS = 0.5  # how often a local worker checks that the sweep's process lives
-
-
-def run_point(experiment: str, module_name: str, config: dict) -> dict:
-    """Train one grid point in a worker process with the experiment's own run() (from module `module_name`) and
-    one BLAS thread; returns {"result": the Result, "engine_version", "worker"}. Exceptions propagate (the
-    runner retries them once)."""
-    import importlib
-
-    from threadpoolctl import threadpool_limits
-
-    from engine.core.recording import Recorder
-
-    module = importlib.import_module(module_name)
-    c = module.Config.from_dict(config)
-    rec = Recorder(experiment, c.to_dict())
-    rec.data["status"] = "running"
-    with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="sweep-point-") as work:
-        module.run(c, rec, Path(work))
-    rec.close("done")
-    return dict(result=rec.view(), engine_version=engine_version(), worker=_worker_name())
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return f"local pid {os.getpid()}"
 
 
 def default_workers() -> int:
     """One worker process per core."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
-Outcome = tuple[int, str, dict | None, str]  # (point index, "done" | "failed", payload, message)
 
 
 # ----------------------------------------------------------------------------- local processes
@@ -112,7 +76,7 @@ def _local(experiment: str, items: list[tuple[int, dict]], workers: int,
                         tries[i] += 1
                         retry.append((i, cfg))
                     else:
-                        yield i, "failed", None, _describe(exc)
+                        yield i, "failed", None, describe(exc)
                 if ready and any(isinstance(f.exception(), _broken()) for f in ready):
                     break  # the pool is broken: the points left start again on a fresh one
         finally:
@@ -128,144 +92,6 @@ def _broken() -> type:
     from joblib.externals.loky.process_executor import BrokenProcessPool
 
     return BrokenProcessPool
-
-
-def _describe(exc: BaseException) -> str:
-    from joblib.externals.loky.process_executor import BrokenProcessPool
-
-    if isinstance(exc, BrokenProcessPool):
-        return "its worker process died (on both tries)"
-    return f"{type(exc).__name__}: {exc}"
-
-
-# ----------------------------------------------------------------------------- Dask
-def engine_version() -> str:
-    """This node's engine version (run on the scheduler and each worker before a sweep: unpickling this function
-    there imports the engine, so it also shows whether the node has it)."""
-    return version.engine_version()
-
-
-def check_address(address: str) -> None:
-    """ValueError unless `address` looks like a Dask scheduler address: tcp:// or tls://, a host and a port."""
-    from urllib.parse import urlsplit
-
-    bad = f"--scheduler {address!r}: expected tcp://HOST:PORT (or tls://HOST:PORT with certificates)"
-    try:
-        parts = urlsplit(address)
-        port = parts.port
-    except ValueError:
-        raise ValueError(bad) from None
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or not 0 < port < 65536 \
-            or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(bad)
-    if parts.scheme == "tls":
-        import dask.config
-
-        tls = dask.config.get("distributed.comm.tls")
-        if not (tls.get("ca-file") and tls.get("client", {}).get("cert")):
-            raise ValueError(f"--scheduler {address}: tls:// needs certificates: set distributed.comm.tls.ca-file and "
-                             f"distributed.comm.tls.client.cert (and .key) in Dask's configuration")
-
-
-def connect(address: str, timeout: float | None = None):
-    """A distributed Client of the scheduler at `address` whose nodes (the scheduler and every worker) import
-    this engine version; ValueError in one line naming the node otherwise, or when nothing answers within
-    `timeout` seconds (default CONNECT_SECONDS)."""
-    from distributed import Client
-
-    check_address(address)
-    timeout = CONNECT_SECONDS if timeout is None else timeout
-    try:
-        client = Client(address, timeout=f"{timeout}s", set_as_default=False)
-    except Exception as exc:  # OSError, TimeoutError, a TLS setup error: all say the same to the user
-        raise ValueError(f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s "
-                         f"({_short(exc)})") from None
-    try:
-        _check_nodes(client, address)
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
-def _check_nodes(client, address: str) -> None:
-    fix = "install this checkout on it (pip install . or PYTHONPATH=<checkout>) and restart it"
-    try:
-        theirs = client.run_on_scheduler(engine_version)
-    except Exception as exc:
-        raise ValueError(f"the Dask scheduler at {address} cannot load the engine ({_short(exc)}): {fix}") from None
-    if theirs != engine_version():
-        raise ValueError(f"the Dask scheduler at {address} runs engine version {theirs!r}, this process "
-                         f"{engine_version()}: {fix}")
-    for worker, theirs in client.run(engine_version, on_error="return").items():
-        if isinstance(theirs, BaseException):
-            raise ValueError(f"Dask worker {worker} cannot load the engine ({_short(theirs)}): {fix}")
-        if theirs != engine_version():
-            raise ValueError(f"Dask worker {worker} runs engine version {theirs!r}, this process {engine_version()}: "
-                             f"{fix}")
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _dask(experiment: str, items: list[tuple[int, dict]], address: str, should_stop: Callable[[], bool],
-          stats: dict, on_note: Callable[[str], None], worker_wait: float) -> Iterator[Outcome]:
-    """Points on an existing Dask cluster; GPU experiments ask for a worker with the resource GPU=1 when the
-    cluster has one. Dask retries a point once when it raises and reschedules it when its worker dies. When no
-    worker is left, the sweep waits `worker_wait` seconds for one (saying so through `on_note`), then stops:
-    stats['stopped'] says why."""
-    from distributed import as_completed
-
-    with connect(address) as client:
-        workers = client.scheduler_info()["workers"].values()
-        resources = None
-        if experiment in GPU_EXPERIMENTS:
-            if any(w.get("resources", {}).get("GPU") for w in workers):
-                resources = {"GPU": 1}
-            else:
-                stats["notes"].append("no worker declares the resource GPU=1: the points run on any worker")
-        module = registry.MODULES[experiment]
-        futures = {client.submit(run_point, experiment, module, cfg, resources=resources, retries=1, pure=False): i
-                   for i, cfg in items}
-        pending = as_completed(list(futures), loop=client.loop)
-        alone_since, next_look = None, 0.0
-        try:
-            while not pending.is_empty():
-                if should_stop():
-                    return
-                now = time.monotonic()
-                if now >= next_look:  # is any worker left?
-                    next_look = now + WORKER_LOOK_SECONDS
-                    if client.nthreads():
-                        if alone_since is not None:
-                            on_note("")
-                        alone_since = None
-                    else:
-                        alone_since = now if alone_since is None else alone_since
-                        left = worker_wait - (now - alone_since)
-                        if left <= 0:
-                            stats["stopped"] = (f"no Dask worker joined {address} for {worker_wait:g} s: stopped "
-                                                f"(the finished points are stored)")
-                            return
-                        on_note(f"no Dask worker left, waiting {left:.0f} s")
-                if not pending.has_ready():
-                    time.sleep(POLL_SECONDS)
-                    continue
-                for f in pending.next_batch(block=False):
-                    i = futures[f]
-                    if f.status == "finished":
-                        try:
-                            payload = f.result()
-                        except Exception as exc:  # a result that cannot be unpickled here fails its point
-                            yield i, "failed", None, f"its result could not be read: {_short(exc)}"
-                            continue
-                        yield i, "done", payload, ""
-                    else:
-                        yield i, "failed", None, _describe(f.exception())
-        finally:
-            client.cancel([f for f in futures if not f.done()])
 
 
 def _payload_problem(payload: object) -> str | None:
@@ -287,7 +113,7 @@ def _payload_problem(payload: object) -> str | None:
 def execute(sweep: Sweep, store, scheduler: str | None = None, workers: int | None = None, use_cache: bool = True,
             on_cell: Callable[[int, dict, str], None] | None = None,
             should_stop: Callable[[], bool] = lambda: False, on_note: Callable[[str], None] = lambda text: None,
-            worker_wait: float = WORKER_WAIT) -> tuple[list[dict | None], dict]:
+            worker_wait: float = cluster.WORKER_WAIT) -> tuple[list[dict | None], dict]:
     """Run every point of `sweep` (cached points first, from `store`), calling `on_cell(index, cell, source)` as
     each finishes (source: 'cached' | 'computed' | 'failed', the keys of the returned counts) and `on_note(text)`
     with a passing state of the cluster ('' when it is over). Returns the cells in grid order (None where the
@@ -309,7 +135,7 @@ def execute(sweep: Sweep, store, scheduler: str | None = None, workers: int | No
     if not todo:
         return cells, stats
     if scheduler:
-        outcomes = _dask(sweep.experiment, todo, scheduler, should_stop, stats, on_note, worker_wait)
+        outcomes = cluster.points(sweep.experiment, todo, scheduler, should_stop, stats, on_note, worker_wait)
     else:
         outcomes = _local(sweep.experiment, todo, workers or default_workers(), should_stop)
     for i, status, payload, message in outcomes:
@@ -319,7 +145,8 @@ def execute(sweep: Sweep, store, scheduler: str | None = None, workers: int | No
                 try:
                     cells[i] = sweep.cell(points[i], payload["result"])
                 except Exception as exc:  # a result this point cannot summarize fails the point
-                    problem = f"{payload['worker']} returned a result that does not fit the point ({_short(exc)})"
+                    problem = f"{payload['worker']} returned a result that does not fit the point " \
+                              f"({cluster.short(exc)})"
             if problem is not None:
                 status, message = "failed", problem
         if status == "done":

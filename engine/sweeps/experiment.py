@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from engine.core import version
 from engine.core.config import Config, Preset, param, parse_json
+from engine.sweeps import cluster
 from engine.sweeps import execute as sweep_exec
 from engine.sweeps import grid as sweeps
 
@@ -21,7 +22,7 @@ class SweepConfig(Config):
     scheduler: str = param("", help="address of a Dask scheduler (tcp://HOST:8786); '' = local processes")
     workers: int = param(0, 0, 256, step=1, help="local worker processes (0 = one per core)")
     use_cache: bool = param(True, help="reuse cached points (off: recompute every point)")
-    worker_wait: float = param(sweep_exec.WORKER_WAIT, 0.0, 86_400.0, step=10.0,
+    worker_wait: float = param(cluster.WORKER_WAIT, 0.0, 86_400.0, step=10.0,
                                help="seconds a Dask sweep waits for a worker when none is left, then stops")
 
     def check(self) -> None:
@@ -45,7 +46,7 @@ Config = SweepConfig
 
 
 def job_config(sweep: sweeps.Sweep, scheduler: str = "", workers: int = 0, use_cache: bool = True,
-               worker_wait: float = sweep_exec.WORKER_WAIT) -> SweepConfig:
+               worker_wait: float = cluster.WORKER_WAIT) -> SweepConfig:
     """The job config of a sweep."""
     return SweepConfig(sweeps.dumps(sweep), scheduler, workers, use_cache, worker_wait)
 
@@ -59,6 +60,12 @@ PRESETS = {
     "map-fig2": Preset(job_config(sweeps.build("diagonal", "map-fig2")),
                        sweeps.presets("diagonal")["map-fig2"].description),
 }
+
+
+def preflight(c: SweepConfig) -> str | None:
+    """What would stop a local sweep's points from running on this machine (CUDA, data on disk), checked once for
+    the grid before any work (a cluster's workers are asked when the sweep connects)."""
+    return None if c.scheduler else sweeps.preflight(c.plan())
 
 
 def run(c: SweepConfig, rec, workdir=None, store=None) -> None:
