@@ -31,12 +31,12 @@ SWEEP_DENSITY = {"checkpoints": 20, "snapshots": 2}  # what final metrics need (
 METRICS = {  # what a cell can show, per experiment that can be swept
     "bouncing": ("train_loss", "theta", "label_noise_mean", "two_loss_mean", "prop1_error"),
     "diagonal_edge": ("lo", "hi"),
-    "diagonal": ("test_loss", "train_loss", "l0_norm", "ntk_rank"),
-    "relu1d": ("train_loss", "kinks", "feature_sparsity", "ntk_rank"),
+    "diagonal": ("test_loss", "train_loss", "l0_norm", "ntk_rank", "sharpness", "hessian_trace"),
+    "relu1d": ("train_loss", "kinks", "feature_sparsity", "ntk_rank", "sharpness", "hessian_trace"),
     "teacher_student": ("test_loss", "train_loss", "alignment", "ntk_rank", "feature_sparsity",
-                        "feature_sparsity_l1", "feature_sparsity_l2"),
+                        "feature_sparsity_l1", "feature_sparsity_l2", "sharpness", "hessian_trace"),
     "resnet": ("test_error", "train_loss", "train_error", "sparsity_block1", "sparsity_block2", "sparsity_block3",
-               "sparsity_block4"),
+               "sparsity_block4", "avg_test_error", "sharpness"),
 }
 
 
