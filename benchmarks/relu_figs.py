@@ -206,7 +206,7 @@ def main() -> None:
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}")
-    rows = []
+    rows, record = [], {}
     for fig in args.figs:
         out = ROOT / "cache" / "bench" / f"{fig}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +216,7 @@ def main() -> None:
         best = min(times)
         print(f"{fig}: engine best {best:.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)}), "
               f"load {load:.2f} -> {os.getloadavg()[0]:.2f}", flush=True)
+        record[fig] = dict(engine_best_s=best, engine_all_s=times, load_before=load)
         if args.engine_only:
             continue
         # one BLAS thread, like torch's: two threads spin against the other jobs on this shared machine
@@ -223,6 +224,9 @@ def main() -> None:
         engine_runs = {r["name"]: r for r in json.loads(out.read_text())["runs"]}
         slow_out = json.loads(text.strip().splitlines()[-1])
         rows.append((fig, best, slow))
+        record[fig].update(straightforward_s=slow, ratio=slow / best,
+                           parting={name: parting(run, slow_out["train_loss"].get(name, []))
+                                    for name, run in engine_runs.items()})
         print(f"{fig}: engine {best:.2f} s, straightforward {slow:.1f} s (load after {os.getloadavg()[0]:.2f}), "
               f"ratio {slow / best:.0f}x")
         for name, run in engine_runs.items():
@@ -233,6 +237,11 @@ def main() -> None:
         print("\nfigure      engine (s)  straightforward (s)  ratio")
     for fig, best, slow in rows:
         print(f"{fig:10s}  {best:10.2f}  {slow:19.1f}  {slow / best:5.0f}x")
+    if record:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.results import write
+
+        write("relu_figs" + ("_engine" if args.engine_only else ""), record)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,9 @@ class ResNetConfig(Config):
                           help="torch.compile the training forward (inductor: on a CPU it needs a C compiler); "
                                "slower start, faster steps")
     deterministic: bool = param(False, label="deterministic",
-                                help="bit-for-bit repeatable on one device: deterministic algorithms only "
-                                     "(torch.use_deterministic_algorithms, cuDNN deterministic, no cuDNN benchmark); "
+                                help="bit-for-bit repeatable on one device (tested on a CPU, not yet measured on a "
+                                     "GPU): deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN "
+                                     "deterministic, no cuDNN benchmark); "
                                      "init, batch order and augmentation are seeded either way. Off: GPU kernels "
                                      "may sum in a different order from run to run")
     runs: tuple[RunSpec, ...] = field(default=_runs(0.01, 0.75, "exp-warmup"))
