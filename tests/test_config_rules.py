@@ -33,6 +33,8 @@ class Sample(Config):
     x: float = param(0.5, 0.0, 1.0)
     free: float = param(1.0)
     above: float = param(1.0, 0.0)
+    below: float = param(1.0, None, 5.0)
+    pair: tuple = (1, 2)
     flag: bool = param(False)
     mode: str = param("a", choices=("a", "b"))
     text: str = param("hi")
@@ -44,6 +46,12 @@ class Sample(Config):
 @dataclass(frozen=True)
 class Plain(Config):
     k: int = param(1, 0, 5)
+
+
+@dataclass(frozen=True)
+class Loose(Config):
+    """A runs table without a declared row type, whose rows have no names."""
+    runs: tuple = (Plain(1),)
 
 
 F = {f.name: f for f in Sample.__dataclass_fields__.values()}
@@ -72,6 +80,7 @@ def test_bounds_text_of_every_kind():
     assert bounds_text(F["x"]) == "a number in [0.0, 1.0]"
     assert bounds_text(F["free"]) == "a number"
     assert bounds_text(F["above"]) == "a number in [0.0, None]"
+    assert bounds_text(F["below"]) == "a number in [None, 5.0]"
 
 
 def test_check_field_normalizes_and_names_what_is_wrong():
@@ -123,7 +132,9 @@ def test_parse_value_reads_what_a_user_types():
         "runs.1.x='0.５' is not a valid float: expected a number in [0.0, 1.0]")
     assert error(parse_value, Sample, "n", "500") == "n=500 is outside the allowed range [1, 100]"
     assert error(parse_value, Sample, "nn", "1", "runs.0.") == (
-        "unknown field runs.0.'nn': expected one of above, flag, free, mode, n, runs, text, x")
+        "unknown field runs.0.'nn': expected one of above, below, flag, free, mode, n, pair, runs, text, x")
+    assert error(parse_value, Sample, "pair", "1,2") == "pair cannot be set from text"
+    assert error(parse_value, Sample, "mode", "c", "runs.1.") == "runs.1.mode='c' is not allowed: expected one of a, b"
     assert error(parse_value, Sample, "runs", "[]") == (
         "runs: a runs table is not one value: set one field of run K with runs.K.FIELD=VALUE")
 
@@ -132,6 +143,7 @@ def test_from_dict_builds_runs_and_names_bad_input():
     c = Sample.from_dict({"n": 5.0, "runs": [{"name": "p", "lr": 0.3}, Row("q")]})
     assert c.n == 5 and type(c.n) is int and c.runs == (Row("p", 0.3), Row("q")) and isinstance(c.runs, tuple)
     assert Sample.from_dict(c.to_dict()) == c
+    assert Sample.from_dict({"pair": [3, 4]}).pair == (3, 4)  # JSON lists come back as the tuples they were
     assert error(Sample.from_dict, 3) == "Sample: expected a mapping of fields, got 3"
     assert error(Row.from_dict, 3, "runs.1.") == "runs.1: expected a mapping of fields, got 3"
     assert error(Sample.from_dict, {"zz": 1, "aa": 2}) == "unknown field(s) aa, zz for Sample"
@@ -146,6 +158,8 @@ def test_the_runs_table_is_a_tuple_of_distinct_runs():
     assert error(Sample, runs=()) == "runs: at least one run is needed"
     assert error(Sample, runs=(Row("a"), {"name": "b"})) == "runs.1 is not a Row"
     assert error(Sample, runs=(Row("a"), Row("a"))) == "runs: names must differ, got ['a', 'a']"
+    assert Loose(runs=(Plain(1), Plain(1))).runs == (Plain(1), Plain(1))  # rows without names: told apart by place
+    assert error(Loose, runs=3) == "runs: expected a table of run config rows, got 3"
 
 
 def test_the_key_is_a_short_hash_of_experiment_and_fields():
