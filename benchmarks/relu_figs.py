@@ -1,6 +1,7 @@
 """Fig. 4, 5 and 6 of the paper (small ReLU nets) end to end: engine vs a straightforward implementation.
 
-Measured (2026-12-02, 2-core AMD EPYC, Python 3.11.7, numpy 2.4.6, numba 0.68.1, torch 2.14.1 CPU, load
+Each run writes its numbers to benchmarks/results/relu_figs.json (README quotes the latest).
+Measured earlier (2026-12-02, 2-core AMD EPYC, Python 3.11.7, numpy 2.4.6, numba 0.68.1, torch 2.14.1 CPU, load
 1.8 -> 1.1, the machine in a ~2x slower state than earlier runs, see benchmarks/README.md):
 `python -m engine run relu1d --preset fig4 --no-cache` (two runs of 31,623 SGD steps of a 100-unit 1D net)
 and `... teacher_student --preset fig5` / `--preset fig6` (four runs of 14,126 / 10,001 steps), with every
@@ -21,8 +22,9 @@ the engine's own helpers build them. The script prints both sets of final values
 checkpoint where the two train losses differ by more than 1e-3. Runs that stay stable agree to the
 printed digits (fig4's 2% run, fig5's small step, fig6's constant and 10% runs). Runs with a long
 large-step phase are chaotic: float32 summation order (autograd and BLAS vs the engine's loop) grows
-from the last bit into a visible gap (fig5's step 0.455, at the edge of stability: by step ~70;
-fig4's 50% and fig6's 30% / 50% warmups: after 1,500-5,000 steps), so their details differ and their
+from the last bit into a visible gap (fig5's large steps, 0.455 at the edge of stability: at step 68;
+fig4's 50% warmup at step 3,585, fig6's 50% and 30% warmups at 4,528 and 8,011; run of 2026-12-04,
+benchmarks/results/relu_figs.json, which records where each run parts), so their details differ and their
 trends agree (fewer kinks, lower rank, sparser features, lower test loss, more aligned neurons).
 
 How measured: each engine command runs once to warm numba's on-disk cache, then `--repeats` times;
