@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import write  # noqa: E402
 from engine.core import schedules  # noqa: E402
 from engine.core.recording import Recorder  # noqa: E402
 from engine.diagonal import data as diagonal_data  # noqa: E402
@@ -91,12 +92,14 @@ def straightforward(c: DiagonalConfig) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed engine runs (best counts)")
+    parser.add_argument("--one-thread", action="store_true",
+                        help="time the straightforward version with one BLAS thread only (the ratio README quotes)")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     engine_times = time_engine(args.repeats)
     c = diagonal.PRESETS["fig2"].config
     plain_times = {}
-    for threads in (None, 1):
+    for threads in (1,) if args.one_thread else (None, 1):
         with threadpool_limits(threads), np.errstate(all="ignore"):
             t = time.perf_counter()
             plain = straightforward(c)
@@ -116,6 +119,12 @@ def main() -> None:
     for e, p in zip(engine_runs, plain, strict=True):
         print(f"  {e['name']:<22} engine l0 {e['final']['l0_norm']:>5.0f} rank {e['final']['ntk_rank']:>5.0f} | "
               f"straightforward l0 {p['final']['l0_norm']:>5} rank {p['final']['ntk_rank']:>5}")
+    write("diagonal_fig2", dict(
+        engine_best_s=best, engine_all_s=engine_times, load_before=load,
+        straightforward_s=plain_times, ratio_1_thread=plain_times["1 BLAS thread"] / best,
+        ratio_default_threads=plain_times["default BLAS threads"] / best if not args.one_thread else None,
+        final_l0=dict(engine=[e["final"]["l0_norm"] for e in engine_runs], straightforward=[p["final"]["l0_norm"]
+                                                                                           for p in plain])))
 
 
 if __name__ == "__main__":

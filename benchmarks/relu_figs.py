@@ -1,6 +1,7 @@
 """Fig. 4, 5 and 6 of the paper (small ReLU nets) end to end: engine vs a straightforward implementation.
 
-Measured (2026-12-02, 2-core AMD EPYC, Python 3.11.7, numpy 2.4.6, numba 0.68.1, torch 2.14.1 CPU, load
+Each run writes its numbers to benchmarks/results/relu_figs.json (README quotes the latest).
+Measured earlier (2026-12-02, 2-core AMD EPYC, Python 3.11.7, numpy 2.4.6, numba 0.68.1, torch 2.14.1 CPU, load
 1.8 -> 1.1, the machine in a ~2x slower state than earlier runs, see benchmarks/README.md):
 `python -m engine run relu1d --preset fig4 --no-cache` (two runs of 31,623 SGD steps of a 100-unit 1D net)
 and `... teacher_student --preset fig5` / `--preset fig6` (four runs of 14,126 / 10,001 steps), with every
@@ -21,8 +22,9 @@ the engine's own helpers build them. The script prints both sets of final values
 checkpoint where the two train losses differ by more than 1e-3. Runs that stay stable agree to the
 printed digits (fig4's 2% run, fig5's small step, fig6's constant and 10% runs). Runs with a long
 large-step phase are chaotic: float32 summation order (autograd and BLAS vs the engine's loop) grows
-from the last bit into a visible gap (fig5's step 0.455, at the edge of stability: by step ~70;
-fig4's 50% and fig6's 30% / 50% warmups: after 1,500-5,000 steps), so their details differ and their
+from the last bit into a visible gap (fig5's large steps, 0.455 at the edge of stability: at step 68;
+fig4's 50% warmup at step 3,585, fig6's 50% and 30% warmups at 4,528 and 8,011; run of 2026-12-04,
+benchmarks/results/relu_figs.json, which records where each run parts), so their details differ and their
 trends agree (fewer kinks, lower rank, sparser features, lower test loss, more aligned neurons).
 
 How measured: each engine command runs once to warm numba's on-disk cache, then `--repeats` times;
@@ -206,7 +208,7 @@ def main() -> None:
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}")
-    rows = []
+    rows, record = [], {}
     for fig in args.figs:
         out = ROOT / "cache" / "bench" / f"{fig}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +218,7 @@ def main() -> None:
         best = min(times)
         print(f"{fig}: engine best {best:.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)}), "
               f"load {load:.2f} -> {os.getloadavg()[0]:.2f}", flush=True)
+        record[fig] = dict(engine_best_s=best, engine_all_s=times, load_before=load)
         if args.engine_only:
             continue
         # one BLAS thread, like torch's: two threads spin against the other jobs on this shared machine
@@ -223,6 +226,9 @@ def main() -> None:
         engine_runs = {r["name"]: r for r in json.loads(out.read_text())["runs"]}
         slow_out = json.loads(text.strip().splitlines()[-1])
         rows.append((fig, best, slow))
+        record[fig].update(straightforward_s=slow, ratio=slow / best,
+                           parting={name: parting(run, slow_out["train_loss"].get(name, []))
+                                    for name, run in engine_runs.items()})
         print(f"{fig}: engine {best:.2f} s, straightforward {slow:.1f} s (load after {os.getloadavg()[0]:.2f}), "
               f"ratio {slow / best:.0f}x")
         for name, run in engine_runs.items():
@@ -233,6 +239,11 @@ def main() -> None:
         print("\nfigure      engine (s)  straightforward (s)  ratio")
     for fig, best, slow in rows:
         print(f"{fig:10s}  {best:10.2f}  {slow:19.1f}  {slow / best:5.0f}x")
+    if record:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.results import write
+
+        write("relu_figs" + ("_engine" if args.engine_only else ""), record)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ ensure_shell()  # a deep link on a fresh server runs this file alone: app.py's s
 
 EXPERIMENT, PREFIX = "resnet", "resnet_"
 FIELDS = ["dataset", "model", "width", "setting", "epochs", "batch_size", "eval_every", "seeds", "sparsity_images",
-          "device", "precision", "memory_format", "fused_sgd", "compile", "data_dir"]
+          "device", "precision", "memory_format", "fused_sgd", "compile", "deterministic", "data_dir"]
 RUNS_HELP = ("constant: lr throughout. exp-warmup: lr·base^(100 t) until t = at, then /10 until 0.9, then /100 "
              "(the plain setting). step: lr until at, /10 until 0.9, /100 (the state-of-the-art setting).")
 

@@ -40,17 +40,23 @@ def test_same_config_shares_one_job_and_a_finished_one_comes_from_the_cache(mana
 
 
 def test_cancel_stops_at_the_next_checkpoint_and_keeps_the_history(manager):
-    job = manager.submit("sleepy", sleepy.SleepyConfig(steps=1000, delay=0.01, tag=2))
-    while not job.view()["runs"] or len(job.view()["runs"][0]["history"]["step"]) < 5:
-        time.sleep(0.01)
+    config = sleepy.SleepyConfig(steps=300, delay=0.01, tag=2)
+    job = manager.submit("sleepy", config)
+    assert _wait_for(lambda: bool(job.view()["runs"]) and len(job.view()["runs"][0]["history"]["step"]) >= 5)
     job.cancel()
     assert job.wait(30)
     view = job.view()
     assert view["status"] == "cancelled"
-    assert 0 < len(view["runs"][0]["history"]["step"]) < 1000
-    # a cancelled run is not cached, and Run again starts it afresh
-    again = manager.submit("sleepy", sleepy.SleepyConfig(steps=3, delay=0.0, tag=2).replace(steps=1000, delay=0.0))
-    assert again.wait(5) and again.status == "done"
+    assert 5 <= len(view["runs"][0]["history"]["step"]) < 300
+    # a cancelled run is not cached, and Run again (the same config, hence the same key) starts it afresh
+    assert manager.store.get(job.key) is None
+    started = sleepy.STARTED.count(2)
+    again = manager.submit("sleepy", config)
+    assert again is not job and again.key == job.key and not again.from_cache
+    assert again.wait(30) and again.status == "done"
+    assert sleepy.STARTED.count(2) == started + 1
+    assert again.view()["runs"][0]["history"]["step"] == list(range(300))  # from step 0, to the end
+    assert manager.store.get(job.key) is not None  # the finished run is cached
 
 
 def test_divergence_is_a_result_not_an_error(manager):
@@ -71,15 +77,18 @@ def test_failure_is_reported_with_its_message(manager):
 
 
 def test_long_jobs_queue_one_at_a_time_with_their_place(manager):
-    configs = [sleepy.SleepyConfig(steps=10, delay=0.03, lane_name="long", tag=100 + k) for k in range(3)]
+    # the first job runs until cancelled, so the others' places hold however slow the machine is
+    configs = [_slow(100, "long")] + [sleepy.SleepyConfig(steps=10, delay=0.0, lane_name="long", tag=100 + k)
+                                      for k in (1, 2)]
     jobs = [manager.submit("sleepy", c) for c in configs]
-    time.sleep(0.1)
-    assert jobs[0].status == "running"
+    assert _wait_for(lambda: jobs[0].status == "running")
     assert [j.queue_position for j in jobs[1:]] == [1, 2]
     assert [j.status for j in jobs[1:]] == ["queued", "queued"]
     jobs[2].cancel()  # leaving the queue
     assert jobs[2].status == "cancelled"
-    assert jobs[1].wait(5)
+    assert jobs[1].queue_position == 1 and jobs[1].status == "queued"
+    jobs[0].cancel()
+    assert jobs[0].wait(30) and jobs[1].wait(30) and jobs[1].status == "done"
     assert [sleepy.STARTED.count(100 + k) for k in range(3)] == [1, 1, 0]
 
 

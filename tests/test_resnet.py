@@ -647,3 +647,32 @@ def test_the_gpu_check_script_runs_on_the_cpu_in_smoke_mode(tmp_path):
     assert 0 < result["metrics"]["share"] < 1
     assert result["fig7_plain_epoch"]["status"] == "done" and "CIFAR-10's shape" in result["fig7_plain_epoch"]["data"]
     assert "one fig7-plain epoch" in done.stdout
+
+
+# ----------------------------------------------------------------------------- deterministic setting (issue 16)
+def test_the_deterministic_setting_repeats_a_run_bit_for_bit_and_restores_the_switches(monkeypatch):
+    """Two runs of one config (sota: augmentation and momentum, so batch order and crops are drawn) give the same
+    histories and final parameters bit for bit; the process-wide switches are on only while the run trains."""
+    config = tiny(setting="sota", deterministic=True, epochs=1)
+    seen, finals = [], []
+    plain_train = Training.train
+
+    def train(self):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                     torch.backends.cudnn.benchmark))
+        result = plain_train(self)
+        finals.append(torch.cat([p.detach().flatten() for p in self.model.parameters()]).numpy().tobytes())
+        return result
+
+    monkeypatch.setattr(Training, "train", train)
+    views = []
+    for _ in range(2):
+        rec = Recorder("resnet", config.to_dict())
+        R.run(config, rec)
+        views.append(rec.view())
+    assert seen == [(True, True, False)] * 4  # two runs of the table, twice
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert [r["status"] for r in views[0]["runs"]] == ["done", "done"]
+    measured = [{k: v for k, v in r["history"].items() if k != "images_per_s"} for view in views for r in view["runs"]]
+    assert measured[:2] == measured[2:] and measured[0] != measured[1]  # images/s is a clock reading
+    assert finals[:2] == finals[2:] and finals[0] != finals[1]

@@ -106,6 +106,12 @@ class ResNetConfig(Config):
     sharpness_iters: int = param(20, 3, 200, step=1, label="Lanczos steps",
                                  help="most Lanczos steps per sharpness estimate (it stops earlier at a relative "
                                       "residual of 1e-4)")
+    deterministic: bool = param(False, label="deterministic",
+                                help="bit-for-bit repeatable on one device (tested on a CPU, not yet measured on a "
+                                     "GPU): deterministic algorithms only (torch.use_deterministic_algorithms, cuDNN "
+                                     "deterministic, no cuDNN benchmark); "
+                                     "init, batch order and augmentation are seeded either way. Off: GPU kernels "
+                                     "may sum in a different order from run to run")
     runs: tuple[RunSpec, ...] = field(default=_runs(0.01, 0.75, "exp-warmup"))
 
     run_type: ClassVar = RunSpec

@@ -3,6 +3,10 @@ set resident on the device as uint8, augmented there."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +34,27 @@ def fast_path(c: ResNetConfig, device: torch.device) -> dict:
                          "channels_last with fewer input channels (oneDNN issue 6035); use a larger width or "
                          "memory_format=contiguous without compile")
     return path
+
+
+@contextmanager
+def determinism(on: bool, device: torch.device) -> Iterator[None]:
+    """While a run with `deterministic` trains: deterministic algorithms only (an op without one raises), cuDNN
+    deterministic and not benchmarking, and cuBLAS given the fixed workspace its deterministic mode needs. These
+    are process-wide switches, restored afterwards (a job running beside it meanwhile runs deterministically too)."""
+    if not on:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]
 
 
 def pick_device(name: str) -> torch.device:

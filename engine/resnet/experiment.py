@@ -29,7 +29,7 @@ from engine.core.recording import Recorder
 from engine.resnet import cifar
 from engine.resnet.checkpoints import replay, saved_states, why_failed
 from engine.resnet.config import PRESETS, Config, ResNetConfig, decay_steps  # noqa: F401 (Config, PRESETS: the registry's)
-from engine.resnet.device import DeviceData, fast_path, pick_device
+from engine.resnet.device import DeviceData, determinism, fast_path, pick_device
 from engine.resnet.training import Training
 
 TITLE = "ResNets on CIFAR: large step sizes learn sparse features (Fig. 1, 7, 12, 13, 14)"
@@ -72,7 +72,8 @@ def run(c: ResNetConfig, rec: Recorder, workdir: str | Path | None = None) -> No
         # (OpenMP threads spinning) when anything else runs, and the app's server always does.
         torch.set_num_threads(1)
     try:
-        _run_group(c, rec, device, Path(workdir) if workdir is not None else None)
+        with determinism(c.deterministic, device):
+            _run_group(c, rec, device, Path(workdir) if workdir is not None else None)
     finally:
         torch.set_num_threads(threads)
 

@@ -60,7 +60,8 @@ class ResNet(nn.Module):
         for layer in self.layers:
             out = layer(out)
             blocks.append(out)
-        logits = self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        logits = self.linear(out.mean((2, 3)))  # global average pooling (adaptive_avg_pool2d's CUDA backward
+                                                # is not deterministic)
         return (logits, blocks) if return_blocks else logits
 
     @torch.no_grad()
