@@ -22,7 +22,8 @@ def results(name: str) -> dict:
 
 
 def speed_section() -> str:
-    return " ".join(README[README.index("## Speed"):README.index("## How the code is laid out")].split())
+    start = README.index("## Speed")
+    return " ".join(README[start:README.index("\n## ", start)].split())
 
 
 def test_the_fig2_timing_and_ratio_are_the_benchmark_file():
